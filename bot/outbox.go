@@ -1,0 +1,195 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/aivo-platform/rotary/approvals"
+	"github.com/aivo-platform/rotary/bot/blocks"
+)
+
+// Outbox delivery limits.
+const (
+	outboxBatch = 50
+	// deliveryTimeout bounds one Slack Web API call.
+	deliveryTimeout = 15 * time.Second
+	// backoffBase and backoffMax shape the retry delay after a 5xx or network error.
+	backoffBase = time.Second
+	backoffMax  = 10 * time.Minute
+	// MaxDeliveryAttempts: after this many failures a notice is dropped (and
+	// logged as an error) so one poisoned message cannot hold up its request's
+	// later messages forever. With backoffMax it spans several hours.
+	MaxDeliveryAttempts = 40
+	// outboxPoll is how often delayed entries are looked at when nothing signals.
+	outboxPoll = time.Second
+)
+
+// RunOutbox delivers notices until ctx ends. Every notice is rendered from
+// the request's current state at delivery, so retries never show stale data.
+func (b *Bot) RunOutbox(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-b.cfg.Outbox.OutboxSignal():
+		case <-timer.C:
+		}
+		if err := b.DeliverDue(ctx); err != nil && ctx.Err() == nil {
+			b.log.ErrorContext(ctx, "outbox delivery pass failed", "err", err)
+		}
+		timer.Reset(outboxPoll)
+	}
+}
+
+// DeliverDue delivers every due notice once (one pass).
+func (b *Bot) DeliverDue(ctx context.Context) error {
+	for {
+		due, err := b.cfg.Outbox.OutboxDue(ctx, b.cfg.Now(), outboxBatch)
+		if err != nil {
+			return fmt.Errorf("read outbox: %w", err)
+		}
+		if len(due) == 0 {
+			return nil
+		}
+		progressed := false
+		for i, e := range due {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// A root or progress message shows current state, so an earlier
+			// one superseded by a later one in the batch needs no delivery.
+			if superseded(due[i+1:], e.Notice) {
+				if err := b.cfg.Outbox.OutboxDone(ctx, e.Seq); err != nil {
+					return err
+				}
+				progressed = true
+				continue
+			}
+			derr := b.deliver(ctx, e.Notice)
+			if derr == nil {
+				if err := b.cfg.Outbox.OutboxDone(ctx, e.Seq); err != nil {
+					return err
+				}
+				progressed = true
+				continue
+			}
+			if err := b.retry(ctx, e, derr); err != nil {
+				return err
+			}
+		}
+		if !progressed || len(due) < outboxBatch {
+			return nil
+		}
+	}
+}
+
+func superseded(later []approvals.OutboxEntry, n approvals.Notice) bool {
+	if n.Kind != approvals.NoticeRoot && n.Kind != approvals.NoticeProgress {
+		return false
+	}
+	for _, l := range later {
+		if l.Notice.Kind == n.Kind && l.Notice.RequestID == n.RequestID {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *Bot) retry(ctx context.Context, e approvals.OutboxEntry, derr error) error {
+	attempts := e.Attempts + 1
+	log := b.log.With("request_id", e.Notice.RequestID, "notice", string(e.Notice.Kind), "attempt", attempts)
+	if attempts >= MaxDeliveryAttempts {
+		log.ErrorContext(ctx, "dropping a Slack notice after repeated failures", "err", derr)
+		return b.cfg.Outbox.OutboxDone(ctx, e.Seq)
+	}
+	delay := backoffBase << min(attempts-1, 16)
+	var rl *slack.RateLimitedError
+	if errors.As(derr, &rl) {
+		// Slack said when to come back; honour it.
+		delay = rl.RetryAfter
+	}
+	delay = min(delay, backoffMax)
+	log.WarnContext(ctx, "Slack delivery failed; will retry", "err", derr, "retry_in", delay)
+	return b.cfg.Outbox.OutboxRetry(ctx, e.Seq, attempts, b.cfg.Now().Add(delay), derr.Error())
+}
+
+// errNotYet means a notice depends on a message not posted yet (it is retried).
+var errNotYet = errors.New("the request's root message is not posted yet")
+
+func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
+	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
+	defer cancel()
+	req, err := b.cfg.Approvals.Get(ctx, n.RequestID)
+	if errors.Is(err, approvals.ErrNotFound) {
+		return nil // nothing to show; dropping is right
+	}
+	if err != nil {
+		return err
+	}
+	run, err := b.cfg.Runs.LoadRun(ctx, req.ID)
+	if err != nil {
+		return err
+	}
+	channel := req.Slack.Channel
+	if channel == "" {
+		channel = b.cfg.RequestChannel
+	}
+	switch n.Kind {
+	case approvals.NoticeRoot:
+		text, blks := blocks.Request(req, run, b.cfg.Notes(req.Target, req.Env), b.cfg.Now())
+		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...)}
+		if req.Slack.RootTS != "" {
+			_, _, _, err := b.cfg.Slack.UpdateMessageContext(ctx, channel, req.Slack.RootTS, opts...)
+			return err
+		}
+		ch, ts, err := b.cfg.Slack.PostMessageContext(ctx, channel, opts...)
+		if err != nil {
+			return err
+		}
+		return b.cfg.Approvals.SetSlackRefs(ctx, req.ID, func(s *approvals.SlackRefs) { s.Channel, s.RootTS = ch, ts })
+	case approvals.NoticeProgress:
+		if run == nil {
+			return nil
+		}
+		if req.Slack.RootTS == "" {
+			return errNotYet
+		}
+		text, blks := blocks.Progress(req, run)
+		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...)}
+		if req.Slack.ProgressTS != "" {
+			_, _, _, err := b.cfg.Slack.UpdateMessageContext(ctx, channel, req.Slack.ProgressTS, opts...)
+			return err
+		}
+		_, ts, err := b.cfg.Slack.PostMessageContext(ctx, channel, append(opts, slack.MsgOptionTS(req.Slack.RootTS))...)
+		if err != nil {
+			return err
+		}
+		return b.cfg.Approvals.SetSlackRefs(ctx, req.ID, func(s *approvals.SlackRefs) { s.ProgressTS = ts })
+	case approvals.NoticeReply:
+		if req.Slack.RootTS == "" {
+			return errNotYet
+		}
+		text, blks := blocks.Reply(n, req, run)
+		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionTS(req.Slack.RootTS)}
+		if len(blks) > 0 {
+			opts = append(opts, slack.MsgOptionBlocks(blks...))
+		}
+		_, _, err := b.cfg.Slack.PostMessageContext(ctx, channel, opts...)
+		return err
+	case approvals.NoticeAnnounce:
+		if b.cfg.AnnounceChannel == "" {
+			return nil
+		}
+		text, blks := blocks.Announcement(n, req)
+		_, _, err := b.cfg.Slack.PostMessageContext(ctx, b.cfg.AnnounceChannel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...))
+		return err
+	}
+	b.log.WarnContext(ctx, "unknown notice kind dropped", "kind", string(n.Kind))
+	return nil
+}

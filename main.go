@@ -1,0 +1,123 @@
+// Command rotary is a Slack ChatOps bot that rotates production secrets
+// under a two-person rule.
+//
+//	rotary serve --config FILE          run the bot
+//	rotary plan TARGET [--env ENV]      print the steps a rotation would run (touches nothing)
+//	rotary config check --config FILE   validate a config file, printing every problem
+//
+// main.go only parses the command line; app.go assembles config → store →
+// clients → services → server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Getenv); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "rotary:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError marks a command-line mistake (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg + "\n\n" + usage }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `usage:
+  rotary serve [--config FILE]                 run the bot (default config: rotary.yaml)
+  rotary plan TARGET [--env ENV] [--config FILE]  print the steps a rotation would run; touches nothing
+  rotary config check [--config FILE]          validate a config file and print every problem`
+
+// defaultConfigPath is used when --config is not given.
+const defaultConfigPath = "rotary.yaml"
+
+// run dispatches a subcommand. It is main without the process: tests call it.
+func run(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "serve":
+		fs := newFlagSet("serve")
+		path := fs.String("config", defaultConfigPath, "config file")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		return serve(ctx, *path, stdout, getenv)
+	case "plan":
+		fs := newFlagSet("plan")
+		path := fs.String("config", defaultConfigPath, "config file")
+		env := fs.String("env", "", "environment (default: the config's default_env)")
+		target, rest := splitPositional(args[1:])
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if target == "" && fs.NArg() > 0 {
+			target = fs.Arg(0)
+		}
+		if target == "" {
+			return usageError{"plan needs a target, e.g. rotary plan openai --env prod"}
+		}
+		return plan(*path, target, *env, stdout)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			return usageError{`unknown config command; did you mean "rotary config check"?`}
+		}
+		fs := newFlagSet("config check")
+		path := fs.String("config", defaultConfigPath, "config file")
+		if err := parseFlags(fs, args[2:]); err != nil {
+			return err
+		}
+		return configCheck(*path, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return usageError{"rotary " + fs.Name()}
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// splitPositional takes a leading positional argument (the target) so flags
+// may come before or after it.
+func splitPositional(args []string) (string, []string) {
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	return "", args
+}

@@ -1,0 +1,570 @@
+// Package executor runs approved rotations, step by step, and is where crash
+// safety lives (once, for every kind).
+//
+// Rules:
+//   - The journal is written before every step attempt and after it, and a
+//     step records its intent (Run.Record) before each external call; so on
+//     start-up every running request resumes from its journal, repeating at
+//     most the one step that was in flight, which steps are written to allow.
+//   - A request runs in at most one goroutine: the approved→running claim is
+//     a transaction, and a process-local set guards resumes.
+//   - A failed step starts the plan's rollback; a stop (SIGTERM) does not: the
+//     run is left as journaled and resumed on the next start.
+//   - Secret values stay in process memory, are scrubbed from every error
+//     message that reaches the journal, and are dropped when the run ends.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aivo-platform/rotary/approvals"
+	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/secret"
+)
+
+// Named limits.
+const (
+	// RescanInterval is how often approved requests are looked for, in case a wake-up was missed.
+	RescanInterval = time.Minute
+	// maxErrorLen caps an error message kept in the journal and shown in Slack.
+	maxErrorLen = 400
+	// maxSecretLostRestarts bounds how often a run goes back to re-create a lost secret.
+	maxSecretLostRestarts = 3
+	// retryBase is the first backoff between attempts of a failing step; it doubles.
+	retryBase = 2 * time.Second
+)
+
+// Requests is what the executor needs of the approvals service.
+type Requests interface {
+	Get(ctx context.Context, id string) (*approvals.Request, error)
+	ListOpen(ctx context.Context) ([]*approvals.Request, error)
+	MarkRunning(ctx context.Context, id string) (*approvals.Request, bool, error)
+	Finish(ctx context.Context, id string, to approvals.State, outcome string) (*approvals.Request, error)
+}
+
+// Observer receives step timings (metrics). May be nil.
+type Observer interface {
+	StepFinished(target, step string, d time.Duration, err error)
+}
+
+// Config builds an Executor.
+type Config struct {
+	Requests Requests
+	Journal  Journal
+	Rotators map[string]rotators.Rotator // by target name
+	Now      func() time.Time
+	Log      *slog.Logger
+	Observer Observer
+	// After waits between attempts; tests inject an immediate one. Default time.After.
+	After func(time.Duration) <-chan time.Time
+}
+
+// Executor runs rotations.
+type Executor struct {
+	cfg  Config
+	log  *slog.Logger
+	wake chan string
+
+	mu       sync.Mutex
+	inflight map[string]bool
+	mem      map[string]map[string]secret.Value // request → memory-only secrets
+	prompts  map[string]*waiter                 // request → open prompt
+	wg       sync.WaitGroup
+}
+
+type waiter struct {
+	prompt rotators.Prompt
+	req    *approvals.Request
+	answer chan secret.Value
+}
+
+// New builds an Executor. Call Run to start it.
+func New(cfg Config) *Executor {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
+	}
+	return &Executor{
+		cfg:      cfg,
+		log:      cfg.Log,
+		wake:     make(chan string, 256),
+		inflight: map[string]bool{},
+		mem:      map[string]map[string]secret.Value{},
+		prompts:  map[string]*waiter{},
+	}
+}
+
+// Wake asks the executor to pick up an approved request. It never blocks.
+func (e *Executor) Wake(id string) {
+	select {
+	case e.wake <- id:
+	default: // the rescan finds it
+	}
+}
+
+// Run resumes every approved or running request, then runs newly approved
+// ones until ctx ends; then it waits for the runs in flight to reach a safe
+// point (they stop at their current step, journaled) and returns.
+func (e *Executor) Run(ctx context.Context) error {
+	defer e.wg.Wait()
+	if err := e.rescan(ctx); err != nil {
+		e.log.ErrorContext(ctx, "resume on start failed", "err", err)
+	}
+	tick := time.NewTicker(RescanInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case id := <-e.wake:
+			e.start(ctx, id)
+		case <-tick.C:
+			if err := e.rescan(ctx); err != nil {
+				e.log.ErrorContext(ctx, "rescan failed", "err", err)
+			}
+		}
+	}
+}
+
+// Idle reports whether no run is in flight (for tests and shutdown logs).
+func (e *Executor) Idle() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.inflight) == 0
+}
+
+func (e *Executor) rescan(ctx context.Context) error {
+	open, err := e.cfg.Requests.ListOpen(ctx)
+	if err != nil {
+		return fmt.Errorf("list open requests: %w", err)
+	}
+	for _, r := range open {
+		if r.State == approvals.StateApproved || r.State == approvals.StateRunning {
+			e.start(ctx, r.ID)
+		}
+	}
+	return nil
+}
+
+func (e *Executor) start(ctx context.Context, id string) {
+	e.mu.Lock()
+	if e.inflight[id] {
+		e.mu.Unlock()
+		return
+	}
+	e.inflight[id] = true
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer e.release(id)
+		if err := e.execute(ctx, id); err != nil && ctx.Err() == nil {
+			e.log.ErrorContext(ctx, "rotation stopped on an internal error", "request_id", id, "err", err)
+		}
+	}()
+}
+
+func (e *Executor) release(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.inflight, id)
+	delete(e.mem, id)
+	delete(e.prompts, id)
+}
+
+// errStopped means the process is stopping: the run stays journaled as is.
+var errStopped = errors.New("executor stopping")
+
+// execute claims (or resumes) one request and runs it to its end.
+func (e *Executor) execute(ctx context.Context, id string) error {
+	req, err := e.cfg.Requests.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if req.State != approvals.StateApproved && req.State != approvals.StateRunning {
+		return nil
+	}
+	rot, ok := e.cfg.Rotators[req.Target]
+	if !ok {
+		// The config lost the target while a request was open: fail it visibly.
+		return e.finishWithoutRun(ctx, req, fmt.Sprintf("target %q is no longer configured", req.Target))
+	}
+	plan := rot.Plan(rotators.Spec{RequestID: req.ID, Target: req.Target, Env: req.Env, Emergency: req.Emergency})
+
+	run, err := e.cfg.Journal.LoadRun(ctx, id)
+	if err != nil {
+		return fmt.Errorf("load journal: %w", err)
+	}
+	log := e.log.With("request_id", req.ID, "target", req.Target)
+	if run == nil {
+		run = newRun(req, plan)
+		// The journal exists before the request is marked running: a crash
+		// in between resumes a run that has not done anything yet.
+		if err := e.cfg.Journal.SaveRun(ctx, run, progress(req.ID)); err != nil {
+			return fmt.Errorf("create journal: %w", err)
+		}
+	} else {
+		run.Resumes++
+		reconcile(run, plan)
+		log.InfoContext(ctx, "resuming rotation", "phase", run.Phase, "resumes", run.Resumes)
+	}
+	if req, _, err = e.cfg.Requests.MarkRunning(ctx, id); err != nil {
+		return err
+	}
+	ex := &runner{e: e, req: req, run: run, plan: plan, log: log}
+	return ex.drive(ctx)
+}
+
+func (e *Executor) finishWithoutRun(ctx context.Context, req *approvals.Request, why string) error {
+	if req.State == approvals.StateApproved {
+		if _, _, err := e.cfg.Requests.MarkRunning(ctx, req.ID); err != nil {
+			return err
+		}
+	}
+	_, err := e.cfg.Requests.Finish(ctx, req.ID, approvals.StateFailed, why)
+	return err
+}
+
+func newRun(req *approvals.Request, plan rotators.Plan) *Run {
+	run := &Run{RequestID: req.ID, Target: req.Target, Phase: PhaseForward, Facts: map[string]string{}}
+	for _, s := range plan.Steps {
+		run.Steps = append(run.Steps, StepRecord{Name: s.Name, Title: s.Title, Status: StepPending})
+	}
+	return run
+}
+
+// reconcile aligns a journal read back from disk with the current plan: step
+// names are the identity, so records are matched by name and a step the
+// journal does not know starts pending. A step that was waiting for a person
+// lost its prompt with the process: it runs again.
+func reconcile(run *Run, plan rotators.Plan) {
+	if run.Facts == nil {
+		run.Facts = map[string]string{}
+	}
+	run.Prompt = nil
+	run.Steps = align(run.Steps, plan.Steps)
+	if run.Phase == PhaseRollback {
+		run.Rollback = align(run.Rollback, plan.Rollback)
+	}
+}
+
+func align(recs []StepRecord, steps []rotators.Step) []StepRecord {
+	byName := map[string]StepRecord{}
+	for _, r := range recs {
+		byName[r.Name] = r
+	}
+	out := make([]StepRecord, 0, len(steps))
+	for _, s := range steps {
+		r, ok := byName[s.Name]
+		if !ok {
+			r = StepRecord{Name: s.Name, Status: StepPending}
+		}
+		r.Title = s.Title
+		if r.Status == StepWaiting {
+			r.Status = StepRunning
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func progress(id string) approvals.Notice {
+	return approvals.Notice{Kind: approvals.NoticeProgress, RequestID: id}
+}
+
+// runner drives one request's run.
+type runner struct {
+	e    *Executor
+	req  *approvals.Request
+	run  *Run
+	plan rotators.Plan
+	log  *slog.Logger
+	// journalMu serialises journal writes from a step (Record, Progress) with the runner's own.
+	journalMu sync.Mutex
+}
+
+func (x *runner) save(ctx context.Context, notices ...approvals.Notice) error {
+	x.journalMu.Lock()
+	defer x.journalMu.Unlock()
+	// Journal writes must land even while the process stops: a step that
+	// finished is recorded as finished. A short detached context bounds them.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalWriteTimeout)
+	defer cancel()
+	if err := x.e.cfg.Journal.SaveRun(wctx, x.run, notices...); err != nil {
+		return fmt.Errorf("journal %s: %w", x.run.RequestID, err)
+	}
+	return nil
+}
+
+// journalWriteTimeout bounds one journal commit.
+const journalWriteTimeout = 10 * time.Second
+
+func (x *runner) drive(ctx context.Context) error {
+	if x.run.Phase == PhaseForward {
+		failed, err := x.forward(ctx)
+		if err != nil {
+			return err
+		}
+		if failed == "" {
+			return x.finish(ctx, approvals.StateSucceeded, x.successOutcome())
+		}
+		x.run.Phase = PhaseRollback
+		x.run.FailedStep = failed
+		for _, s := range x.plan.Rollback {
+			x.run.Rollback = append(x.run.Rollback, StepRecord{Name: s.Name, Title: s.Title, Status: StepPending})
+		}
+		if err := x.save(ctx, progress(x.req.ID)); err != nil {
+			return err
+		}
+	}
+	if x.run.Phase == PhaseRollback {
+		state, outcome, err := x.rollback(ctx)
+		if err != nil {
+			return err
+		}
+		return x.finish(ctx, state, outcome)
+	}
+	// PhaseDone: the journal has the result; a crash came before Finish.
+	return x.finishRequest(ctx)
+}
+
+func (x *runner) successOutcome() string {
+	return fmt.Sprintf("%d steps completed", len(x.plan.Steps))
+}
+
+// forward runs the plan's steps; it returns the failed step's name, or "".
+func (x *runner) forward(ctx context.Context) (string, error) {
+	lostRestarts := 0
+	for i := 0; i < len(x.plan.Steps); i++ {
+		step := x.plan.Steps[i]
+		rec := &x.run.Steps[i]
+		if rec.Status == StepDone {
+			continue
+		}
+		err := x.attempt(ctx, step, rec)
+		var lost *rotators.SecretLostError
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, errStopped):
+			return "", err
+		case errors.As(err, &lost) && lostRestarts < maxSecretLostRestarts:
+			j := x.stepIndex(lost.From)
+			if j < 0 || j > i {
+				break
+			}
+			lostRestarts++
+			x.log.WarnContext(ctx, "secret lost in a restart: re-running from its producing step", "step", step.Name, "from", lost.From)
+			for k := j; k <= i; k++ {
+				x.run.Steps[k].Status = StepPending
+				x.run.Steps[k].Detail = "re-running: the value it made was lost in a restart"
+			}
+			if err := x.save(ctx, progress(x.req.ID)); err != nil {
+				return "", err
+			}
+			i = j - 1
+			continue
+		}
+		if rec.Status != StepFailed {
+			// A lost secret that could not be re-made ends the step here.
+			rec.Status, rec.Error, rec.FinishedAt = StepFailed, x.redact(err.Error()), x.e.cfg.Now()
+			if err := x.save(ctx, progress(x.req.ID)); err != nil {
+				return "", err
+			}
+		}
+		return step.Name, nil
+	}
+	return "", nil
+}
+
+func (x *runner) stepIndex(name string) int {
+	for i, s := range x.plan.Steps {
+		if s.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// attempt runs one step with retries. It returns nil when the step is done,
+// errStopped when the process stops, a *SecretLostError untouched, or the
+// final error after the step was journaled as failed.
+func (x *runner) attempt(ctx context.Context, step rotators.Step, rec *StepRecord) error {
+	attempts := step.Attempts
+	if attempts <= 0 {
+		attempts = rotators.DefaultAttempts
+	}
+	timeout := step.Timeout
+	if timeout <= 0 {
+		timeout = rotators.DefaultStepTimeout
+	}
+	log := x.log.With("step", step.Name)
+	for {
+		if ctx.Err() != nil {
+			return errStopped
+		}
+		rec.Status = StepRunning
+		rec.Attempts++
+		rec.Error = ""
+		if rec.StartedAt.IsZero() {
+			rec.StartedAt = x.e.cfg.Now()
+		}
+		// Intent before action: the attempt is journaled before the step runs.
+		if err := x.save(ctx, progress(x.req.ID)); err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "step started", "attempt", rec.Attempts)
+		began := x.e.cfg.Now()
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		err := x.call(sctx, step)
+		cancel()
+		if x.e.cfg.Observer != nil {
+			x.e.cfg.Observer.StepFinished(x.req.Target, step.Name, x.e.cfg.Now().Sub(began), err)
+		}
+		if err != nil && ctx.Err() != nil {
+			// Stopping, not failing: leave the step running in the journal.
+			log.InfoContext(ctx, "step interrupted by shutdown; it will resume")
+			return errStopped
+		}
+		var lost *rotators.SecretLostError
+		if errors.As(err, &lost) {
+			return err
+		}
+		if err == nil {
+			rec.Status = StepDone
+			rec.FinishedAt = x.e.cfg.Now()
+			if err := x.save(ctx, progress(x.req.ID)); err != nil {
+				return err
+			}
+			log.InfoContext(ctx, "step done")
+			return nil
+		}
+		if errors.Is(err, rotators.ErrNothingToUndo) {
+			rec.Status = StepSkipped
+			rec.Detail = "nothing to undo"
+			rec.FinishedAt = x.e.cfg.Now()
+			if err := x.save(ctx, progress(x.req.ID)); err != nil {
+				return err
+			}
+			return rotators.ErrNothingToUndo
+		}
+		msg := x.redact(err.Error())
+		if errors.Is(err, context.DeadlineExceeded) {
+			msg = fmt.Sprintf("timed out after %s: %s", timeout, msg)
+		}
+		rec.Error = msg
+		log.WarnContext(ctx, "step failed", "attempt", rec.Attempts, "err", msg)
+		if rotators.IsPermanent(err) || rec.Attempts >= attempts {
+			rec.Status = StepFailed
+			rec.FinishedAt = x.e.cfg.Now()
+			if err := x.save(ctx, progress(x.req.ID)); err != nil {
+				return err
+			}
+			return errors.New(msg)
+		}
+		rec.Detail = fmt.Sprintf("attempt %d of %d failed; retrying", rec.Attempts, attempts)
+		if err := x.save(ctx, progress(x.req.ID)); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errStopped
+		case <-x.e.cfg.After(retryBase << (rec.Attempts - 1)):
+		}
+	}
+}
+
+// call runs the step's function, turning a panic into an error so one bad
+// step cannot take the bot down with a rotation half done.
+func (x *runner) call(ctx context.Context, step rotators.Step) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = rotators.Permanent(fmt.Errorf("step %s panicked (a bug in rotary)", step.Name))
+			x.log.ErrorContext(ctx, "step panicked", "step", step.Name, "panic_type", fmt.Sprintf("%T", p))
+		}
+	}()
+	return step.Run(ctx, &stepRun{x: x, step: step.Name})
+}
+
+// rollback runs the plan's rollback steps after a failure.
+func (x *runner) rollback(ctx context.Context) (approvals.State, string, error) {
+	failed := x.run.FailedStep
+	cause := ""
+	for _, s := range x.run.Steps {
+		if s.Name == failed {
+			cause = fmt.Sprintf("step %q failed: %s", s.Title, s.Error)
+		}
+	}
+	undone := 0
+	for i := range x.plan.Rollback {
+		step := x.plan.Rollback[i]
+		if i >= len(x.run.Rollback) {
+			x.run.Rollback = append(x.run.Rollback, StepRecord{Name: step.Name, Title: step.Title, Status: StepPending})
+		}
+		rec := &x.run.Rollback[i]
+		switch rec.Status {
+		case StepDone:
+			undone++
+			continue
+		case StepSkipped:
+			continue
+		}
+		err := x.attempt(ctx, step, rec)
+		switch {
+		case err == nil:
+			undone++
+		case errors.Is(err, rotators.ErrNothingToUndo):
+		case errors.Is(err, errStopped):
+			return "", "", err
+		default:
+			return approvals.StateFailed, fmt.Sprintf("%s; rollback step %q also failed: %s — manual action needed", cause, step.Title, rec.Error), nil
+		}
+	}
+	if undone == 0 {
+		return approvals.StateFailed, cause + "; nothing had been changed", nil
+	}
+	return approvals.StateRolledBack, cause + "; the previous secret was restored", nil
+}
+
+func (x *runner) finish(ctx context.Context, state approvals.State, outcome string) error {
+	x.run.Phase = PhaseDone
+	x.run.Result = state
+	x.run.Outcome = outcome
+	if err := x.save(ctx, progress(x.req.ID)); err != nil {
+		return err
+	}
+	return x.finishRequest(ctx)
+}
+
+func (x *runner) finishRequest(ctx context.Context) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalWriteTimeout)
+	defer cancel()
+	if _, err := x.e.cfg.Requests.Finish(fctx, x.req.ID, x.run.Result, x.run.Outcome); err != nil {
+		return err
+	}
+	x.log.InfoContext(ctx, "rotation finished", "state", x.run.Result)
+	return nil
+}
+
+// redact removes every memory-only secret of this request from msg and caps its length.
+func (x *runner) redact(msg string) string {
+	x.e.mu.Lock()
+	for _, v := range x.e.mem[x.req.ID] {
+		if !v.IsZero() {
+			msg = strings.ReplaceAll(msg, string(v.Reveal()), secret.Redacted)
+		}
+	}
+	x.e.mu.Unlock()
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen] + "…"
+	}
+	return msg
+}

@@ -1,0 +1,191 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/aivo-platform/rotary/approvals"
+	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/secret"
+)
+
+// stepRun is what one step sees: rotators.Run.
+type stepRun struct {
+	x    *runner
+	step string
+}
+
+var _ rotators.Run = (*stepRun)(nil)
+
+func (s *stepRun) RequestID() string { return s.x.req.ID }
+func (s *stepRun) Target() string    { return s.x.req.Target }
+func (s *stepRun) Env() string       { return s.x.req.Env }
+func (s *stepRun) Emergency() bool   { return s.x.req.Emergency }
+func (s *stepRun) Requester() string { return s.x.req.Requester }
+func (s *stepRun) Approver() string  { return s.x.req.DecidedBy }
+func (s *stepRun) Now() time.Time    { return s.x.e.cfg.Now() }
+func (s *stepRun) Log() *slog.Logger { return s.x.log.With("step", s.step) }
+
+func (s *stepRun) Fact(key string) string {
+	s.x.journalMu.Lock()
+	defer s.x.journalMu.Unlock()
+	return s.x.run.Facts[key]
+}
+
+func (s *stepRun) Record(ctx context.Context, key, value string) error {
+	s.x.journalMu.Lock()
+	s.x.run.Facts[key] = value
+	s.x.journalMu.Unlock()
+	return s.x.save(ctx)
+}
+
+func (s *stepRun) Secret(key string) (secret.Value, bool) {
+	e := s.x.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, ok := e.mem[s.x.req.ID][key]
+	return v, ok
+}
+
+func (s *stepRun) KeepSecret(key string, v secret.Value) {
+	e := s.x.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.mem[s.x.req.ID] == nil {
+		e.mem[s.x.req.ID] = map[string]secret.Value{}
+	}
+	e.mem[s.x.req.ID][key] = v
+}
+
+func (s *stepRun) record() *StepRecord {
+	for i := range s.x.run.Steps {
+		if s.x.run.Steps[i].Name == s.step {
+			return &s.x.run.Steps[i]
+		}
+	}
+	for i := range s.x.run.Rollback {
+		if s.x.run.Rollback[i].Name == s.step {
+			return &s.x.run.Rollback[i]
+		}
+	}
+	return nil
+}
+
+func (s *stepRun) Progress(ctx context.Context, detail string) {
+	s.x.journalMu.Lock()
+	if rec := s.record(); rec != nil {
+		rec.Detail = s.x.redact(detail)
+	}
+	s.x.journalMu.Unlock()
+	if err := s.x.save(ctx, progress(s.x.req.ID)); err != nil {
+		s.Log().WarnContext(ctx, "progress not journaled", "err", err)
+	}
+}
+
+// Ask posts the prompt and waits for Answer, or ctx (the step's timeout).
+func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
+	w := &waiter{prompt: p, req: s.x.req, answer: make(chan secret.Value, 1)}
+	e := s.x.e
+	e.mu.Lock()
+	e.prompts[s.x.req.ID] = w
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		if e.prompts[s.x.req.ID] == w {
+			delete(e.prompts, s.x.req.ID)
+		}
+		e.mu.Unlock()
+	}()
+
+	s.x.journalMu.Lock()
+	s.x.run.Prompt = &PromptRecord{ID: p.ID, Step: s.step, Label: p.Label, Secret: p.Secret, Audience: string(p.Audience)}
+	if rec := s.record(); rec != nil {
+		rec.Status = StepWaiting
+	}
+	s.x.journalMu.Unlock()
+	if err := s.x.save(ctx, progress(s.x.req.ID),
+		approvals.Notice{Kind: approvals.NoticeReply, RequestID: s.x.req.ID, Event: EventInputNeeded, Step: s.step, Prompt: p.ID}); err != nil {
+		return secret.Value{}, err
+	}
+
+	var (
+		v   secret.Value
+		err error
+	)
+	select {
+	case v = <-w.answer:
+	case <-ctx.Done():
+		err = fmt.Errorf("nobody answered %q: %w", p.Label, ctx.Err())
+	}
+	s.x.journalMu.Lock()
+	s.x.run.Prompt = nil
+	if rec := s.record(); rec != nil && rec.Status == StepWaiting {
+		rec.Status = StepRunning
+	}
+	s.x.journalMu.Unlock()
+	if serr := s.x.save(ctx, progress(s.x.req.ID)); serr != nil && err == nil {
+		err = serr
+	}
+	return v, err
+}
+
+// EventInputNeeded is the Notice event of a prompt waiting for a person.
+const EventInputNeeded = "input_needed"
+
+// Errors of Answer; their UserMessage is shown as is.
+var (
+	ErrNoPrompt       = userError("Nothing is waiting for that input any more (the step finished, timed out or the bot restarted; a restarted step asks again).")
+	ErrNotYourPrompt  = userError("Only the requester can answer this.")
+	ErrNotParticipant = userError("Only the requester or the approver can answer this.")
+	ErrEmptyAnswer    = userError("The value was empty; nothing was changed.")
+)
+
+type userError string
+
+func (e userError) Error() string       { return string(e) }
+func (e userError) UserMessage() string { return string(e) }
+
+// Answer delivers a person's answer to an open prompt. Who may answer is
+// checked here against the stored request, not taken from the button.
+func (e *Executor) Answer(ctx context.Context, requestID, promptID, user string, v secret.Value) error {
+	e.mu.Lock()
+	w, ok := e.prompts[requestID]
+	e.mu.Unlock()
+	if !ok || w.prompt.ID != promptID {
+		return ErrNoPrompt
+	}
+	allowed := []string{w.req.Requester}
+	if w.prompt.Audience == rotators.AudienceParticipants {
+		allowed = append(allowed, w.req.DecidedBy)
+	}
+	if !slices.Contains(allowed, user) {
+		if w.prompt.Audience == rotators.AudienceParticipants {
+			return ErrNotParticipant
+		}
+		return ErrNotYourPrompt
+	}
+	if w.prompt.Secret && v.IsZero() {
+		return ErrEmptyAnswer
+	}
+	select {
+	case w.answer <- v:
+		e.log.InfoContext(ctx, "prompt answered", "request_id", requestID, "prompt", promptID, "user", user)
+		return nil
+	default:
+		return ErrNoPrompt
+	}
+}
+
+// PromptOpen reports whether request id waits for prompt promptID (for the transport, before it opens a modal).
+func (e *Executor) PromptOpen(requestID, promptID string) (rotators.Prompt, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w, ok := e.prompts[requestID]
+	if !ok || w.prompt.ID != promptID {
+		return rotators.Prompt{}, false
+	}
+	return w.prompt, true
+}
