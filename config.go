@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -189,7 +190,11 @@ func (l *loader) pairs(path string, m *yaml.Node) []pair {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := deref(m.Content[i]), deref(m.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
-			l.add(path, k, "a key must be a plain name, not a list or mapping")
+			at := path
+			if at == "" {
+				at = rootPath
+			}
+			l.add(at, k, "a key must be a plain name, not a list or mapping")
 			continue
 		}
 		p := join(path, k.Value)
@@ -496,7 +501,11 @@ func (l *loader) idList(p pair, prefixes, what string) []string {
 	for i, n := range p.val.Content {
 		n = deref(n)
 		path := fmt.Sprintf("%s[%d]", p.path, i)
-		if n.Kind != yaml.ScalarNode || !isSlackID(n.Value, prefixes) {
+		if n.Kind != yaml.ScalarNode {
+			l.add(path, n, "must be a single ID, not a list or mapping")
+			continue
+		}
+		if !isSlackID(n.Value, prefixes) {
 			l.add(path, n, "%q is not %s", n.Value, what)
 			continue
 		}
@@ -611,6 +620,10 @@ func (e *paramsError) Error() string {
 // The lines in yaml's errors then point into that text; lineMap maps them
 // back to the file, and to the key path, by walking both trees together.
 func (t *TargetConfig) decodeParams(into any, base string) []rotators.Problem {
+	// yaml panics on a non-pointer; that is a bug in the kind, reported as a problem.
+	if v := reflect.ValueOf(into); v.Kind() != reflect.Pointer || v.IsNil() {
+		return []rotators.Problem{{Path: base, Message: fmt.Sprintf("line %d: kind %s decodes into %T, not a pointer (a bug in the kind)", t.line, t.Kind, into)}}
+	}
 	budget := maxParamNodes
 	clean, err := cleanCopy(&t.params, &budget)
 	if err != nil {

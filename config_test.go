@@ -59,6 +59,17 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+func TestLoadConfigNullKeepsDefaults(t *testing.T) {
+	cfg, problems := loadText(t, minimalConfig+"listen: ~\nrequest_ttl:\nsweep_interval: null\nrequire_reason:\ndefault_env:\n")
+	if len(problems) > 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+	if cfg.Listen != defaultListen || cfg.RequestTTL != defaultRequestTTL || cfg.SweepInterval != defaultSweepInterval ||
+		cfg.RequireReason || cfg.DefaultEnv != defaultEnvName {
+		t.Fatalf("null values did not keep the defaults: %+v", cfg)
+	}
+}
+
 func TestLoadConfigAllKeys(t *testing.T) {
 	cfg, problems := loadText(t, `
 listen: "127.0.0.1:9090"
@@ -375,7 +386,7 @@ targets:
 				"(file)":                                 "line 6: a key must be a plain name",
 				"targets.openai.kind":                    "line 11: is empty",
 				"targets.openai.description":             "must be a single value",
-				"targets.openai.approvers.prod.users[1]": "is not a Slack user ID",
+				"targets.openai.approvers.prod.users[1]": "line 13: must be a single ID",
 				"targets.sendgrid.kind":                  "must be a single value",
 			},
 		},
@@ -574,10 +585,6 @@ targets:
     provider: p
 `)
 	assertProblems(t, problems, nil)
-	cfgDefaults, _ := loadText(t, minimalConfig)
-	if cfgDefaults.Listen != defaultListen {
-		t.Fatalf("null listen did not keep the default")
-	}
 	kinds := []rotators.Kind{
 		// Returns neither a rotator nor a problem.
 		{Name: "silent", Build: func(string, func(any) error, rotators.Deps) (rotators.Rotator, []rotators.Problem) { return nil, nil }},
@@ -592,7 +599,7 @@ targets:
 	rots, problems := cfg.Build(kinds, rotators.Deps{})
 	assertProblems(t, problems, map[string]string{
 		"targets.silent":     "line 4: kind silent made no rotator and reported no problem",
-		"targets.nonpointer": "line 7: ",
+		"targets.nonpointer": "line 7: kind nonpointer decodes into main.fakeParams, not a pointer",
 	})
 	if len(rots) != 0 {
 		t.Fatalf("rotators %v, want none", rots)

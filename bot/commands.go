@@ -105,7 +105,7 @@ var errEmergencyUnavailable = userError("--emergency is not available yet in thi
 // errorText renders err for the user, logging internal errors with a reference.
 func (b *Bot) errorText(ctx context.Context, err error, cmd commands.Command) string {
 	h := b.cfg.Hints
-	h.Target, h.RequestID = cmd.Target, cmd.ID
+	h.Target, h.Env, h.RequestID = cmd.Target, cmd.Env, cmd.ID
 	if blocks.IsInternal(err) {
 		h.Ref = "none"
 		if b.cfg.NewRef != nil {

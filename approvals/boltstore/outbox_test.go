@@ -114,7 +114,8 @@ func TestOutboxRetryAndDone(t *testing.T) {
 	s := openTemp(t)
 	notify(t, s, approvals.Notice{Kind: approvals.NoticeRoot, RequestID: "r1"})
 
-	long := strings.Repeat("é", maxLastErrorLen) // 2 bytes a rune: the cut lands mid-rune
+	// One ASCII byte, then 2-byte runes: the cut at the even limit lands mid-rune.
+	long := "x" + strings.Repeat("é", maxLastErrorLen)
 	if err := s.OutboxRetry(ctx, 1, 4, t0(), long); err != nil {
 		t.Fatalf("OutboxRetry: %v", err)
 	}

@@ -18,6 +18,8 @@ type Hints struct {
 	// Target is the target the user's command named, if any (to list its
 	// environments on ErrUnknownEnv).
 	Target string
+	// Env is the environment the user's command named, if any (for ErrUnknownEnv).
+	Env string
 	// RequestID is the request the command or button named, if any (for ErrNotFound).
 	RequestID string
 	// Ref correlates an unexpected error with the transport's log line.
@@ -64,7 +66,7 @@ func ErrorText(err error, h Hints) string {
 	case errors.Is(err, approvals.ErrNotRequester):
 		return "Only the person who opened a request can cancel it. Approvers can deny it instead."
 	case errors.Is(err, approvals.ErrUnknownTarget):
-		return "Unknown target. Known targets: " + list(targets(h)) + "."
+		return "Unknown target" + named(h.Target) + ". Known targets: " + list(targets(h)) + "."
 	case errors.Is(err, approvals.ErrUnknownEnv):
 		return unknownEnvText(h)
 	case errors.Is(err, approvals.ErrReasonRequired):
@@ -104,6 +106,14 @@ func notPendingText(e *approvals.NotPendingError) string {
 	}
 }
 
+// named is " `x`" for a value the user typed, or "" when there is none.
+func named(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " " + name(s)
+}
+
 func byWhom(m string) string {
 	if m == "" {
 		return ""
@@ -113,7 +123,7 @@ func byWhom(m string) string {
 
 func unknownEnvText(h Hints) string {
 	if envs, ok := h.Envs[h.Target]; ok && h.Target != "" {
-		return "Unknown environment for *" + name(h.Target) + "*. Its environments: " + list(envs) + "."
+		return "Unknown environment" + named(h.Env) + " for *" + name(h.Target) + "*. Its environments: " + list(envs) + "."
 	}
 	var parts []string
 	for _, t := range targets(h) {

@@ -365,10 +365,16 @@ func (x *rotation) storeVersion(ctx context.Context, run rotators.Run) error {
 	return nil
 }
 
+// maxStampWait bounds the wait for a stamp's second to begin.
+const maxStampWait = time.Second
+
 // stamp returns the time recorded under key, or records now there first, so
 // a repeated step reuses its own earlier stamp (which makes the annotation
-// patches no-ops).
-func stamp(ctx context.Context, run rotators.Run, key string) (time.Time, error) {
+// patches no-ops). A new stamp is later than every stamp named in after:
+// annotations have one-second precision, and a rollback's force-sync or
+// restart within the same second as the forward one would otherwise be a
+// no-op patch that syncs and restarts nothing.
+func stamp(ctx context.Context, run rotators.Run, key string, after ...string) (time.Time, error) {
 	if s := run.Fact(key); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
@@ -377,6 +383,11 @@ func stamp(ctx context.Context, run rotators.Run, key string) (time.Time, error)
 		return t, nil
 	}
 	t := run.Now().UTC().Truncate(time.Second)
+	for _, k := range after {
+		if prev, err := time.Parse(time.RFC3339, run.Fact(k)); err == nil && !t.After(prev) {
+			t = prev.Add(time.Second)
+		}
+	}
 	if err := run.Record(ctx, key, t.Format(time.RFC3339)); err != nil {
 		return time.Time{}, err
 	}
@@ -389,14 +400,24 @@ func (x *rotation) sync(ctx context.Context, run rotators.Run) error {
 
 // forceSync annotates the ExternalSecret with the stamp under key and waits
 // until the operator has synced it.
-func (x *rotation) forceSync(ctx context.Context, run rotators.Run, key string) error {
+func (x *rotation) forceSync(ctx context.Context, run rotators.Run, key string, after ...string) error {
 	cl, err := x.cluster()
 	if err != nil {
 		return err
 	}
-	at, err := stamp(ctx, run, key)
+	at, err := stamp(ctx, run, key, after...)
 	if err != nil {
 		return err
+	}
+	// A stamp moved past an earlier one may lie up to a second ahead. The
+	// operator's refreshTime (second precision) is only proof of a sync made
+	// after the annotation if the annotation's second has begun, so wait for it.
+	if d := at.Sub(run.Now()); d > 0 {
+		select {
+		case <-time.After(min(d, maxStampWait)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	es := x.namespace + "/" + x.externalSecret
 	if err := cl.ForceSyncExternalSecret(ctx, x.namespace, x.externalSecret, at); err != nil {
@@ -421,12 +442,12 @@ func (x *rotation) restart(ctx context.Context, run rotators.Run) error {
 
 // restartAll restarts the deployments one after the other, each with the
 // stamp under key, waiting for each rollout before the next.
-func (x *rotation) restartAll(ctx context.Context, run rotators.Run, key string) error {
+func (x *rotation) restartAll(ctx context.Context, run rotators.Run, key string, after ...string) error {
 	cl, err := x.cluster()
 	if err != nil {
 		return err
 	}
-	at, err := stamp(ctx, run, key)
+	at, err := stamp(ctx, run, key, after...)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func (x *rotation) rollbackSync(ctx context.Context, run rotators.Run) error {
 	if run.Fact(factRestoredVersion) == "" {
 		return rotators.ErrNothingToUndo
 	}
-	return x.forceSync(ctx, run, factRollbackSyncAt)
+	return x.forceSync(ctx, run, factRollbackSyncAt, factSyncAt)
 }
 
 // rollbackRestart restarts again, if the forward restart ran, so the pods
@@ -92,7 +92,7 @@ func (x *rotation) rollbackRestart(ctx context.Context, run rotators.Run) error 
 	if run.Fact(factRestoredVersion) == "" || run.Fact(factRestartAt) == "" {
 		return rotators.ErrNothingToUndo
 	}
-	return x.restartAll(ctx, run, factRollbackRestartAt)
+	return x.restartAll(ctx, run, factRollbackRestartAt, factRestartAt)
 }
 
 // revokeNewKey deletes the key this rotation made, once Secret Manager no

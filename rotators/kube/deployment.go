@@ -39,6 +39,9 @@ var ErrPaused = errors.New("deployment is paused: run kubectl rollout resume fir
 // ErrPaused, as kubectl does.
 func (c *Client) RestartDeployment(ctx context.Context, ns, name string, at time.Time) error {
 	what := "deployment " + ns + "/" + name
+	if at.IsZero() {
+		return fmt.Errorf("kube: restarting %s: %w", what, ErrZeroInstant)
+	}
 	dep, err := c.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("kube: restarting %s: %w", what, err)

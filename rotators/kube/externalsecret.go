@@ -46,6 +46,9 @@ func (c *Client) externalSecrets(ns string) dynamic.ResourceInterface {
 // spec.refreshPolicy CreatedOnce.
 func (c *Client) ForceSyncExternalSecret(ctx context.Context, ns, name string, at time.Time) error {
 	what := "externalsecret " + ns + "/" + name
+	if at.IsZero() {
+		return fmt.Errorf("kube: force-sync %s: %w", what, ErrZeroInstant)
+	}
 	es, err := c.externalSecrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("kube: force-sync %s: %w", what, err)

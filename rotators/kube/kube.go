@@ -39,7 +39,7 @@ const userAgent = "rotary"
 const (
 	// ExternalSecretsGroup is the API group of ESO's ExternalSecret.
 	ExternalSecretsGroup = "external-secrets.io"
-	// ExternalSecretsV1 is the served version since ESO v0.17.
+	// ExternalSecretsV1 is the version current ESO releases serve.
 	ExternalSecretsV1 = "v1"
 	// ExternalSecretsV1Beta1 is the version older ESO releases serve.
 	ExternalSecretsV1Beta1 = "v1beta1"
@@ -48,9 +48,14 @@ const (
 )
 
 // ErrRefreshDisabled reports an ExternalSecret that ESO will not re-sync on a
-// force-sync annotation: spec.refreshInterval is 0 (or refreshPolicy is
-// CreatedOnce), so after its first sync ESO ignores metadata changes.
+// force-sync annotation: spec.refreshInterval is 0 (and refreshPolicy is not
+// OnChange) or refreshPolicy is CreatedOnce, so after its first sync ESO
+// ignores metadata changes.
 var ErrRefreshDisabled = errors.New("externalsecret refresh is disabled: ESO ignores force-sync")
+
+// ErrZeroInstant reports a zero `at`: the idempotency key of a mutating call
+// must come from the caller's journal, and a zero value means it was lost.
+var ErrZeroInstant = errors.New("zero instant: the step's `at` must be set")
 
 // Options configures a Client. The zero value is usable.
 type Options struct {
@@ -65,6 +70,7 @@ type Options struct {
 	Log *slog.Logger
 	// ExternalSecretsVersion selects the ESO API version: ExternalSecretsV1
 	// (default when empty) or ExternalSecretsV1Beta1 for older operators.
+	// NewForConfig rejects other values; New uses the value as given.
 	ExternalSecretsVersion string
 }
 

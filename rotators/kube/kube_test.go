@@ -45,7 +45,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 type env struct {
@@ -54,7 +54,14 @@ type env struct {
 	sim   *kubesim.Sim
 	kc    *kube.Client
 	clock *clock
-	logs  *bytes.Buffer
+	logs  *syncWriter
+}
+
+// logText is what the client logged so far.
+func (e *env) logText() string {
+	e.logs.mu.Lock()
+	defer e.logs.mu.Unlock()
+	return e.logs.w.String()
 }
 
 var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -73,15 +80,15 @@ func newEnv(t *testing.T, simOpts kubesim.Options, kubeOpts kube.Options, start 
 		}
 	}
 	e := &env{
-		cs:    fake.NewClientset(typed...),
+		cs:    fake.NewSimpleClientset(typed...),
 		dyn:   kubesim.NewDynamicClient(dyn...),
 		clock: &clock{t: t0},
-		logs:  &bytes.Buffer{},
+		logs:  &syncWriter{w: &bytes.Buffer{}},
 	}
 	simOpts.Now = e.clock.Now
 	e.sim = kubesim.New(e.cs, e.dyn, simOpts)
 	kubeOpts.Now = e.clock.Now
-	kubeOpts.Log = slog.New(slog.NewTextHandler(&syncWriter{w: e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	kubeOpts.Log = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.kc = kube.New(e.cs, e.dyn, kubeOpts)
 	if start {
 		e.start(t)
@@ -142,7 +149,11 @@ type syncWriter struct {
 	w  *bytes.Buffer
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.w.Write(p) }
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
@@ -283,6 +294,13 @@ func TestRestartDeploymentRefusals(t *testing.T) {
 		t.Errorf("paused: sent %d patches", n)
 	}
 
+	if err := e.kc.RestartDeployment(context.Background(), ns, "paused", time.Time{}); !errors.Is(err, kube.ErrZeroInstant) {
+		t.Errorf("zero at: err = %v, want ErrZeroInstant", err)
+	}
+	if err := e.kc.ForceSyncExternalSecret(context.Background(), ns, "any", time.Time{}); !errors.Is(err, kube.ErrZeroInstant) {
+		t.Errorf("zero at: err = %v, want ErrZeroInstant", err)
+	}
+
 	err = e.kc.RestartDeployment(context.Background(), ns, "missing", t0)
 	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), ns+"/missing") {
 		t.Errorf("missing: err = %v, want wrapped NotFound naming the object", err)
@@ -389,7 +407,9 @@ func TestWaitRollout(t *testing.T) {
 			if err := e.kc.RestartDeployment(context.Background(), ns, "auth-svc", t0); err != nil {
 				t.Fatal(err)
 			}
-			e.flush(t) // the hung/failed state is in place before waiting
+			if tt.arrange != nil {
+				e.flush(t) // the hung/failed state is in place before waiting
+			}
 			err := e.kc.WaitRollout(ctxTimeout(t, tt.timeout), ns, "auth-svc", nil)
 			if tt.wantErr == nil {
 				if err != nil {
@@ -416,11 +436,41 @@ func TestWaitRollout(t *testing.T) {
 	}
 }
 
-func TestWaitRolloutDeploymentMissing(t *testing.T) {
-	e := newEnv(t, kubesim.Options{}, kube.Options{}, true)
-	err := e.kc.WaitRollout(ctxTimeout(t, waitTimeout), ns, "gone", nil)
-	if !apierrors.IsNotFound(err) {
-		t.Errorf("err = %v, want NotFound", err)
+func TestWaitRolloutReadErrors(t *testing.T) {
+	gr := appsv1.Resource("deployments")
+	tests := []struct {
+		name    string
+		getErr  error // returned by the first Get only
+		missing bool
+		wantErr func(error) bool // nil: success expected
+	}{
+		{name: "transient error is retried", getErr: apierrors.NewInternalError(errors.New("etcd hiccup"))},
+		{name: "forbidden fails at once", getErr: apierrors.NewForbidden(gr, "auth-svc", errors.New("rbac")), wantErr: apierrors.IsForbidden},
+		{name: "missing fails at once", missing: true, wantErr: apierrors.IsNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var objs []runtime.Object
+			if !tt.missing {
+				objs = append(objs, kubesim.NewDeployment(ns, "auth-svc", 1, labels()))
+			}
+			e := newEnv(t, kubesim.Options{}, kube.Options{PollInterval: time.Millisecond}, true, objs...)
+			var once sync.Once
+			e.cs.PrependReactor("get", "deployments", func(k8stesting.Action) (handled bool, _ runtime.Object, err error) {
+				once.Do(func() { handled, err = tt.getErr != nil, tt.getErr })
+				return handled, nil, err
+			})
+			err := e.kc.WaitRollout(ctxTimeout(t, waitTimeout), ns, "auth-svc", nil)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !tt.wantErr(err) || !strings.Contains(err.Error(), ns+"/auth-svc") {
+				t.Errorf("err = %v", err)
+			}
+		})
 	}
 }
 
@@ -661,7 +711,7 @@ func TestScanLogs(t *testing.T) {
 			if logCalls != 2 {
 				t.Errorf("read logs %d times, want 2 (running pods of the deployment only)", logCalls)
 			}
-			if strings.Contains(e.logs.String(), "hunter2") || strings.Contains(e.logs.String(), "auth failed") {
+			if logged := e.logText(); strings.Contains(logged, "hunter2") || strings.Contains(logged, "auth failed") {
 				t.Error("log content leaked into rotary's own logs")
 			}
 		})

@@ -80,18 +80,21 @@ func (c *Client) waitFor(ctx context.Context, spec waitSpec) error {
 	// Open the watch before the first read: every change after that read then
 	// arrives as an event, so nothing between read and watch is missed.
 	openWatch()
-	reread := true
+	reread, readFailed := true, false
 	for {
 		if reread {
-			reread = false
+			reread, readFailed = false, false
 			obj, err := spec.get(ctx)
 			switch {
 			case ctx.Err() != nil:
 				return timeout()
-			case apierrors.IsNotFound(err):
+			case apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+				// Waiting will not fix a missing object or missing RBAC.
 				return fmt.Errorf("kube: waiting for %s: %w", spec.what, err)
 			case err != nil:
-				// Transient API trouble: keep waiting; the deadline bounds it.
+				// Transient API trouble: retry on the next tick; the deadline
+				// bounds it.
+				readFailed = true
 				c.log.WarnContext(ctx, "kube: read failed while waiting", "object", spec.what, "err", err)
 			default:
 				done, err := observe(obj)
@@ -115,6 +118,9 @@ func (c *Client) waitFor(ctx context.Context, spec waitSpec) error {
 		case <-ticker.C:
 			if w == nil {
 				openWatch()
+				reread = true
+			}
+			if readFailed {
 				reread = true
 			}
 		case ev, ok := <-events:

@@ -61,8 +61,6 @@ type Options struct {
 
 type objKey struct{ ns, name string }
 
-func (k objKey) String() string { return k.ns + "/" + k.name }
-
 // Sim is the simulated controller set. Create it with New before the code
 // under test writes (so the generation reactor is in place), Start it, and
 // cancel Start's context to stop it.

@@ -39,7 +39,7 @@ func newWorld(t *testing.T, opts kubesim.Options, start bool, objs ...runtime.Ob
 			typed = append(typed, o)
 		}
 	}
-	w := &world{cs: fake.NewClientset(typed...), dyn: kubesim.NewDynamicClient(dyn...)}
+	w := &world{cs: fake.NewSimpleClientset(typed...), dyn: kubesim.NewDynamicClient(dyn...)}
 	if opts.Now == nil {
 		opts.Now = func() time.Time { return t0 }
 	}
