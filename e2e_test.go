@@ -530,6 +530,9 @@ func TestE2EOpenAIHappyPath(t *testing.T) {
 	if r.DecidedBy != approver {
 		t.Fatalf("decided by %s", r.DecidedBy)
 	}
+	if os.Getenv("E2E_DEBUG") != "" {
+		t.Log(h.logs.String())
+	}
 
 	// Secret Manager: the new key is the only enabled version; the old one is disabled.
 	vs := h.gsmVersions("aivo-prod-openai-api-key")

@@ -2,7 +2,6 @@ package approvals
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -399,7 +398,7 @@ func (s *Service) groupsFor(ctx context.Context, id, user string) ([]string, err
 	}
 	g, err := s.dir.GroupsOf(ctx, user)
 	if err != nil {
-		return nil, fmt.Errorf("resolve groups of %s: %w", user, errors.Join(err))
+		return nil, fmt.Errorf("resolve groups of %s: %w", user, err)
 	}
 	return g, nil
 }

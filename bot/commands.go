@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/slack-go/slack"
 
@@ -30,11 +31,12 @@ func (b *Bot) handleCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var cmd commands.Command
+	text := unescapeSlack(sc.Text)
 	switch sc.Command {
 	case CommandRotate:
-		cmd, err = commands.Parse(sc.Text)
+		cmd, err = commands.Parse(text)
 	case CommandRotateJWT:
-		cmd, err = commands.ParseJWT(sc.Text)
+		cmd, err = commands.ParseJWT(text)
 	default:
 		err = fmt.Errorf("%w: %s", errUnknownCommand, sc.Command)
 	}
@@ -45,6 +47,13 @@ func (b *Bot) handleCommand(w http.ResponseWriter, r *http.Request) {
 	text, blks := b.runCommand(ctx, sc, cmd)
 	b.ephemeralResponse(w, text, blks)
 }
+
+// slackEscapes undoes the escaping Slack applies to slash-command text (it
+// sends &, < and > as entities), so a reason reads as typed; bot/blocks
+// escapes it again wherever it is shown.
+var slackEscapes = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
+
+func unescapeSlack(s string) string { return slackEscapes.Replace(s) }
 
 var errUnknownCommand = userError("rotary does not know that command. Use /rotate help.")
 

@@ -58,18 +58,9 @@ func (b *Bot) DeliverDue(ctx context.Context) error {
 			return nil
 		}
 		progressed := false
-		for i, e := range due {
+		for _, e := range due {
 			if ctx.Err() != nil {
 				return nil
-			}
-			// A root or progress message shows current state, so an earlier
-			// one superseded by a later one in the batch needs no delivery.
-			if superseded(due[i+1:], e.Notice) {
-				if err := b.cfg.Outbox.OutboxDone(ctx, e.Seq); err != nil {
-					return err
-				}
-				progressed = true
-				continue
 			}
 			derr := b.deliver(ctx, e.Notice)
 			if derr == nil {
@@ -83,22 +74,12 @@ func (b *Bot) DeliverDue(ctx context.Context) error {
 				return err
 			}
 		}
-		if !progressed || len(due) < outboxBatch {
+		// The store hands out one entry per request at a time (to keep each
+		// request's messages in order), so keep going while anything moved.
+		if !progressed {
 			return nil
 		}
 	}
-}
-
-func superseded(later []approvals.OutboxEntry, n approvals.Notice) bool {
-	if n.Kind != approvals.NoticeRoot && n.Kind != approvals.NoticeProgress {
-		return false
-	}
-	for _, l := range later {
-		if l.Notice.Kind == n.Kind && l.Notice.RequestID == n.RequestID {
-			return true
-		}
-	}
-	return false
 }
 
 func (b *Bot) retry(ctx context.Context, e approvals.OutboxEntry, derr error) error {
