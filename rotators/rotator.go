@@ -82,6 +82,8 @@ type Prompt struct {
 	Secret bool
 	// Audience: who may answer.
 	Audience Audience
+	// Button is the confirmation button's label (default "Done"); unused for secrets.
+	Button string
 }
 
 // Audience is who may answer a Prompt. Stored values; never reorder.

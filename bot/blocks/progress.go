@@ -90,8 +90,11 @@ func times(n int) string {
 // promptBlocks shows what the waiting step asks, who may answer, and the button.
 func promptBlocks(r *approvals.Request, run *executor.Run, p *executor.PromptRecord) []slack.Block {
 	label := "Done"
-	if p.Secret {
+	switch {
+	case p.Secret:
 		label = "Paste key"
+	case p.Button != "":
+		label = p.Button
 	}
 	ask := ":raised_hand: *Input needed"
 	if s, ok := findStep(run, p.Step); ok {

@@ -73,6 +73,7 @@ type PromptRecord struct {
 	Label    string `json:"label"`
 	Secret   bool   `json:"secret"`
 	Audience string `json:"audience"`
+	Button   string `json:"button,omitempty"`
 }
 
 // Journal persists runs. SaveRun writes the run and its notices in one

@@ -101,7 +101,7 @@ func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, err
 	}()
 
 	s.x.journalMu.Lock()
-	s.x.run.Prompt = &PromptRecord{ID: p.ID, Step: s.step, Label: p.Label, Secret: p.Secret, Audience: string(p.Audience)}
+	s.x.run.Prompt = &PromptRecord{ID: p.ID, Step: s.step, Label: p.Label, Secret: p.Secret, Audience: string(p.Audience), Button: p.Button}
 	if rec := s.record(); rec != nil {
 		rec.Status = StepWaiting
 	}
