@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -687,13 +688,7 @@ func metricValue(t *testing.T, text, name string, labels map[string]string) (flo
 	series := name
 	if len(labels) > 0 {
 		var parts []string
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
-			for k := range labels {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
+		for _, k := range slices.Sorted(maps.Keys(labels)) {
 			parts = append(parts, fmt.Sprintf("%s=%q", k, labels[k]))
 		}
 		series += "{" + strings.Join(parts, ",") + "}"

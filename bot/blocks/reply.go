@@ -28,7 +28,7 @@ func replyText(n approvals.Notice, r *approvals.Request, run *executor.Run) stri
 		if actor == "" {
 			actor = r.DecidedBy
 		}
-		return ":ballot_box_with_check: " + mention(actor, "An approver") + " approved. Starting the rotation."
+		return ":ballot_box_with_check: " + requester + ", " + mention(actor, "an approver") + " approved your request. Starting the rotation of " + where + "."
 	case string(approvals.StateDenied):
 		return ":no_entry: " + requester + ", your request was denied by " + approver + ": " + reason(r.DenyReason)
 	case string(approvals.StateCancelled):
