@@ -61,9 +61,10 @@ const slackSetupHelp = `Create the Slack app from manifest.yaml: https://api.sla
   export %s=...   # OAuth & Permissions → Bot User OAuth Token (xoxb-...)
 (or put each in a file and set %s_FILE / %s_FILE to its path)`
 
-// missingCredential explains exactly what is missing and how to get it.
-func missingCredential(name string) error {
-	return fmt.Errorf("%s is not set.\n"+slackSetupHelp, name, envSigningSecret, envBotToken, envSigningSecret, envBotToken)
+// missingCredential explains exactly what is missing (the lookup's own
+// error names the variable or file and never a value) and how to get it.
+func missingCredential(err error) error {
+	return fmt.Errorf("%w\n"+slackSetupHelp, err, envSigningSecret, envBotToken, envSigningSecret, envBotToken)
 }
 
 // appEnv is everything the process takes from its surroundings; tests
@@ -153,11 +154,11 @@ func newApp(ctx context.Context, cfg *Config, env appEnv) (_ *app, err error) {
 	// Credentials first: without them nothing else is worth opening.
 	signing, err := creds.Lookup(envSigningSecret)
 	if err != nil {
-		return nil, missingCredential(envSigningSecret)
+		return nil, missingCredential(err)
 	}
 	token, err := creds.Lookup(envBotToken)
 	if err != nil {
-		return nil, missingCredential(envBotToken)
+		return nil, missingCredential(err)
 	}
 
 	a := &app{cfg: cfg, env: env, ready: &readiness{}, metrics: newMetrics()}

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -114,8 +113,11 @@ func TestRunUsageErrors(t *testing.T) {
 		{"plan bad flag before target", []string{"plan", "--verbose", "openai"}, "-verbose"},
 		{"config check bad flag", []string{"config", "check", "--bogus"}, "-bogus"},
 		{"flag missing its value", []string{"config", "check", "--config"}, "-config"},
-		{"plan without target", []string{"plan"}, "plan needs a target"},
-		{"plan with flags only", []string{"plan", "--env", "prod", "--config", examplePath}, "plan needs a target"},
+		{"plan without target", []string{"plan"}, "plan needs exactly one target"},
+		{"plan with flags only", []string{"plan", "--env", "prod", "--config", examplePath}, "plan needs exactly one target"},
+		{"plan with two targets", []string{"plan", "openai", "stripe", "--config", examplePath}, "plan needs exactly one target"},
+		{"config check with a file argument", []string{"config", "check", "new.yaml"}, "did you mean --config new.yaml"},
+		{"serve with a stray argument", []string{"serve", "--config", examplePath, "extra"}, `unexpected argument "extra"`},
 		{"serve -h", []string{"serve", "-h"}, "rotary serve"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,7 +174,6 @@ func TestExitCode(t *testing.T) {
 	}{
 		{"usage error", usageError{"x"}, 2},
 		{"wrapped usage error", fmt.Errorf("context: %w", usageError{"x"}), 2},
-		{"flag.ErrHelp", flag.ErrHelp, 2},
 		{"other error", errors.New("config has 3 problem(s)"), 1},
 		{"wrapped other error", fmt.Errorf("open state file: %w", os.ErrPermission), 1},
 	} {
@@ -489,6 +490,8 @@ func TestPlan(t *testing.T) {
 			"prod", "ai-orchestrator", "Approvers (prod): users U0EXAMPLE1, U0EXAMPLE2; groups S0EXAMPLE1", nil},
 		{"openai, default env", []string{"plan", "openai", "--config", cfgPath},
 			"prod", "ai-orchestrator", "Approvers (prod): users U0EXAMPLE1, U0EXAMPLE2; groups S0EXAMPLE1", nil},
+		{"openai staging, flags on both sides", []string{"plan", "--config", cfgPath, "openai", "--env", "staging"},
+			"staging", "ai-orchestrator", "Approvers (staging): users U0EXAMPLE1, U0EXAMPLE2, U0EXAMPLE3; groups none", nil},
 		{"openai staging, flags before target", []string{"plan", "--config", cfgPath, "--env", "staging", "openai"},
 			"staging", "ai-orchestrator", "Approvers (staging): users U0EXAMPLE1, U0EXAMPLE2, U0EXAMPLE3; groups none", nil},
 		{"stripe staging, = flags", []string{"plan", "stripe", "--env=staging", "--config=" + cfgPath},
@@ -898,5 +901,16 @@ func TestNewRequestID(t *testing.T) {
 	// gap means the generator draws from part of the alphabet only.
 	if len(used) != len(requestIDAlphabet) {
 		t.Fatalf("only %d of %d alphabet characters were used", len(used), len(requestIDAlphabet))
+	}
+}
+
+// TestServeNamesTheRealCredentialProblem: a credential file that cannot be
+// read is reported as such, not as "not set".
+func TestServeNamesTheRealCredentialProblem(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-file")
+	env := &envRecorder{values: map[string]string{envSigningSecret + credentialFileSuffix: missing}}
+	_, err := runCLI(t, env.getenv, "serve", "--config", absExample(t))
+	if err == nil || !strings.Contains(err.Error(), missing) || strings.Contains(err.Error(), envSigningSecret+" is not set") {
+		t.Fatalf("error should name the unreadable file %s: %v", missing, err)
 	}
 }

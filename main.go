@@ -24,9 +24,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Getenv); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "rotary:", err)
-		}
+		fmt.Fprintln(os.Stderr, "rotary:", err)
 		os.Exit(exitCode(err))
 	}
 }
@@ -38,7 +36,7 @@ func (e usageError) Error() string { return e.msg + "\n\n" + usage }
 
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	if errors.As(err, &u) {
 		return 2
 	}
 	return 1
@@ -61,7 +59,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 	case "serve":
 		fs := newFlagSet("serve")
 		path := fs.String("config", defaultConfigPath, "config file")
-		if err := parseFlags(fs, args[1:]); err != nil {
+		if err := parseNoArgs(fs, args[1:]); err != nil {
 			return err
 		}
 		return serve(ctx, *path, stdout, getenv)
@@ -69,24 +67,21 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 		fs := newFlagSet("plan")
 		path := fs.String("config", defaultConfigPath, "config file")
 		env := fs.String("env", "", "environment (default: the config's default_env)")
-		target, rest := splitPositional(args[1:])
-		if err := parseFlags(fs, rest); err != nil {
+		pos, err := parseArgs(fs, args[1:])
+		if err != nil {
 			return err
 		}
-		if target == "" && fs.NArg() > 0 {
-			target = fs.Arg(0)
+		if len(pos) != 1 {
+			return usageError{"plan needs exactly one target, e.g. rotary plan openai --env prod"}
 		}
-		if target == "" {
-			return usageError{"plan needs a target, e.g. rotary plan openai --env prod"}
-		}
-		return plan(*path, target, *env, stdout)
+		return plan(*path, pos[0], *env, stdout)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			return usageError{`unknown config command; did you mean "rotary config check"?`}
 		}
 		fs := newFlagSet("config check")
 		path := fs.String("config", defaultConfigPath, "config file")
-		if err := parseFlags(fs, args[2:]); err != nil {
+		if err := parseNoArgs(fs, args[2:]); err != nil {
 			return err
 		}
 		return configCheck(*path, stdout)
@@ -113,11 +108,32 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// splitPositional takes a leading positional argument (the target) so flags
-// may come before or after it.
-func splitPositional(args []string) (string, []string) {
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		return args[0], args[1:]
+// parseArgs parses flags wherever they stand among the positional
+// arguments (the flag package stops at the first positional one) and
+// returns the positionals in order.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return "", args
+}
+
+// parseNoArgs parses flags and refuses positional arguments, which would
+// otherwise be silently ignored (`rotary config check new.yaml`).
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q; did you mean --config %s?", pos[0], pos[0])}
+	}
+	return nil
 }
