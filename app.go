@@ -23,6 +23,7 @@ import (
 	"github.com/aivo-platform/rotary/bot/blocks"
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/apikey"
+	"github.com/aivo-platform/rotary/rotators/encryption"
 	"github.com/aivo-platform/rotary/rotators/executor"
 	"github.com/aivo-platform/rotary/rotators/gsm"
 	"github.com/aivo-platform/rotary/rotators/kube"
@@ -32,6 +33,7 @@ import (
 func kinds() []rotators.Kind {
 	return []rotators.Kind{
 		apikey.Kind(),
+		encryption.Kind(),
 	}
 }
 

@@ -191,7 +191,11 @@ func TestConfigCheckExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config check of %s: %v\n%s", examplePath, err, out)
 	}
-	if want := examplePath + ": OK (3 targets)\n"; out != want {
+	cfg, err := loadValid(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%s: OK (%d targets)\n", examplePath, len(cfg.Targets)); out != want || len(cfg.Targets) < 3 {
 		t.Fatalf("output %q, want %q", out, want)
 	}
 	// It checks the file, not the surroundings: no credential is needed.
@@ -551,7 +555,7 @@ func TestPlanErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown target", []string{"plan", "nosuch", "--config", examplePath},
-			[]string{`unknown target "nosuch"`, "openai, sendgrid, stripe"}},
+			[]string{`unknown target "nosuch"`, "openai, ", "sendgrid, ", "stripe"}},
 		{"unknown env", []string{"plan", "openai", "--env", "qa", "--config", examplePath},
 			[]string{`"openai"`, `no environment "qa"`, "prod, staging"}},
 		{"broken config", []string{"plan", "openai", "--config", broken},

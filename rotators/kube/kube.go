@@ -1,6 +1,7 @@
 // Package kube is rotary's adapter to Kubernetes: it performs the handful of
 // kubectl-equivalent operations a rotation needs (force an External Secrets
-// Operator sync, restart a Deployment, wait for its rollout, scan its logs).
+// Operator sync, restart a Deployment, wait for its rollout, scan its logs,
+// back up / read / update / restore a Secret's data, run a Job to completion).
 //
 // Rules this package keeps:
 //   - It does what kubectl does, reusing kubectl's own code where it can
@@ -10,8 +11,14 @@
 //   - Every mutating call is idempotent for the same caller-supplied instant
 //     `at`: the executor may repeat a step after a crash, and a repeat must not
 //     start a second rollout or a second sync.
-//   - It never reads Secret data and never returns log content: ScanLogs only
-//     counts lines, because application logs can contain secrets.
+//   - Secret data leaves this package only as secret.Value (SecretData) and
+//     never appears in an error or log record: errors name namespaces,
+//     objects and keys, never values. Backups are copied server-side
+//     objects, never returned. Objects rotary creates (backup Secrets, Jobs)
+//     carry RequestLabel, so a repeated step recognises its own object and
+//     never overwrites or adopts anyone else's.
+//   - It never returns log content: ScanLogs only counts lines, because
+//     application logs can contain secrets.
 //   - Errors wrap the cause with %w and name namespace/object.
 package kube
 
@@ -60,8 +67,8 @@ var ErrZeroInstant = errors.New("zero instant: the step's `at` must be set")
 // Options configures a Client. The zero value is usable.
 type Options struct {
 	// Now is the clock; nil means time.Now. Used only for log fields (how
-	// long a wait took); every idempotency-relevant instant comes from the
-	// caller.
+	// long a wait took) and a backup's informational time annotation; every
+	// idempotency-relevant instant comes from the caller.
 	Now func() time.Time
 	// PollInterval is the re-read period when no watch is available; zero
 	// means DefaultPollInterval.

@@ -1,7 +1,7 @@
 // Package kubesim is a small simulated control plane for client-go's fake
 // clientsets. The fakes store objects but run no controllers, so on their own
-// a restarted Deployment never rolls out and an ExternalSecret never syncs.
-// kubesim plays the three missing parts:
+// a restarted Deployment never rolls out, an ExternalSecret never syncs and a
+// Job never runs. kubesim plays the four missing parts:
 //
 //   - the API server's generation bookkeeping: a reactor on the fake clientset
 //     sets metadata.generation to 1 on create and bumps it, in the same write,
@@ -15,7 +15,12 @@
 //     change (e.g. the force-sync annotation) and ESO would refresh it (ESO's
 //     shouldRefresh rules for refreshInterval/refreshPolicy), it sets
 //     condition Ready and status.refreshTime from the injected clock, or
-//     reports Ready=False on request.
+//     reports Ready=False on request;
+//   - the Job controller: a created Job starts (startTime, one active pod),
+//     then succeeds (SuccessCriteriaMet, then Complete) or, when its pod
+//     template carries FailJobAnnotation or FailNextJob was called, fails
+//     (FailureTarget, then Failed, reason BackoffLimitExceeded), or stays
+//     running after HangNextJob.
 //
 // It is used by tests and by the local demo mode, so it must not import the
 // standard "testing" package. It never touches Secrets. Everything is
@@ -81,6 +86,10 @@ type Sim struct {
 	failNext map[objKey]bool
 	stuck    map[objKey]int64 // generation whose rollout was hung/failed
 	esErr    map[objKey]esError
+
+	failNextJob map[objKey]string // message of the next Job's failure
+	hangNextJob map[objKey]bool
+	jobFates    map[objKey]jobFate // decided when a Job starts
 }
 
 type esError struct{ reason, message string }
@@ -100,6 +109,10 @@ func New(cs *fake.Clientset, dyn dynamic.Interface, opts Options) *Sim {
 		failNext: make(map[objKey]bool),
 		stuck:    make(map[objKey]int64),
 		esErr:    make(map[objKey]esError),
+
+		failNextJob: make(map[objKey]string),
+		hangNextJob: make(map[objKey]bool),
+		jobFates:    make(map[objKey]jobFate),
 	}
 	ver := opts.ExternalSecretsVersion
 	if ver == "" {
@@ -116,7 +129,7 @@ func New(cs *fake.Clientset, dyn dynamic.Interface, opts Options) *Sim {
 	return s
 }
 
-// Start opens watches on Deployments and ExternalSecrets in all namespaces,
+// Start opens watches on Deployments, ExternalSecrets and Jobs in all namespaces,
 // reconciles the objects that already exist before returning (so their state
 // is settled when Start returns), then keeps reconciling in a goroutine until
 // ctx ends. Done is closed when that goroutine has exited.
@@ -138,11 +151,21 @@ func (s *Sim) Start(ctx context.Context) error {
 		deps.Stop()
 		return fmt.Errorf("kubesim: watching externalsecrets: %w", err)
 	}
+	jobs, err := s.cs.BatchV1().Jobs("").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		deps.Stop()
+		ess.Stop()
+		return fmt.Errorf("kubesim: watching jobs: %w", err)
+	}
+	w := watches{deps: deps, ess: ess, jobs: jobs}
 	// The fake delivers existing objects as Added events at watch time.
-	s.drain(ctx, deps, ess)
-	go s.loop(ctx, deps, ess)
+	s.drain(ctx, w)
+	go s.loop(ctx, w)
 	return nil
 }
+
+// watches are the sim's event sources.
+type watches struct{ deps, ess, jobs watch.Interface }
 
 // Done is closed once the goroutine started by Start has exited.
 func (s *Sim) Done() <-chan struct{} { return s.done }
@@ -199,28 +222,35 @@ func (s *Sim) SetExternalSecretError(ns, name, reason, message string) {
 	s.esErr[k] = esError{reason: reason, message: message}
 }
 
-func (s *Sim) loop(ctx context.Context, deps, ess watch.Interface) {
+func (s *Sim) loop(ctx context.Context, w watches) {
 	defer close(s.done)
-	defer deps.Stop()
-	defer ess.Stop()
+	defer w.deps.Stop()
+	defer w.ess.Stop()
+	defer w.jobs.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev, ok := <-deps.ResultChan():
+		case ev, ok := <-w.deps.ResultChan():
 			if !ok {
 				s.log.Warn("kubesim: deployment watch closed; sim stopping")
 				return
 			}
 			s.onDeployment(ctx, ev)
-		case ev, ok := <-ess.ResultChan():
+		case ev, ok := <-w.ess.ResultChan():
 			if !ok {
 				s.log.Warn("kubesim: externalsecret watch closed; sim stopping")
 				return
 			}
 			s.onExternalSecret(ctx, ev)
+		case ev, ok := <-w.jobs.ResultChan():
+			if !ok {
+				s.log.Warn("kubesim: job watch closed; sim stopping")
+				return
+			}
+			s.onJob(ctx, ev)
 		case ack := <-s.flush:
-			s.drain(ctx, deps, ess)
+			s.drain(ctx, w)
 			close(ack)
 		}
 	}
@@ -229,19 +259,24 @@ func (s *Sim) loop(ctx context.Context, deps, ess watch.Interface) {
 // drain handles buffered events until none are left. Handling may write,
 // which enqueues further events before the write returns, so when drain
 // returns the simulated world is quiescent.
-func (s *Sim) drain(ctx context.Context, deps, ess watch.Interface) {
+func (s *Sim) drain(ctx context.Context, w watches) {
 	for {
 		select {
-		case ev, ok := <-deps.ResultChan():
+		case ev, ok := <-w.deps.ResultChan():
 			if !ok {
 				return
 			}
 			s.onDeployment(ctx, ev)
-		case ev, ok := <-ess.ResultChan():
+		case ev, ok := <-w.ess.ResultChan():
 			if !ok {
 				return
 			}
 			s.onExternalSecret(ctx, ev)
+		case ev, ok := <-w.jobs.ResultChan():
+			if !ok {
+				return
+			}
+			s.onJob(ctx, ev)
 		default:
 			return
 		}
