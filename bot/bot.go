@@ -93,9 +93,13 @@ const (
 	// MaxBodyBytes caps a Slack request body. Slash commands are a few hundred
 	// bytes; interaction payloads with a modal's state stay far below this.
 	MaxBodyBytes = 256 << 10
-	// replayWindow is how long a seen signature is remembered: Slack's own
-	// timestamp window, after which the timestamp check refuses it anyway.
+	// replayWindow is Slack's timestamp window: slack-go accepts a timestamp
+	// up to this far from the local clock, on either side.
 	replayWindow = 5 * time.Minute
+	// replayMemory is how long a seen signature is remembered. A request
+	// stamped up to replayWindow in the future (Slack's clock ahead of ours)
+	// stays acceptable until replayWindow after that, so twice the window.
+	replayMemory = 2 * replayWindow
 	// ackBudget bounds the work done before answering Slack (it allows 3 s).
 	ackBudget = 2500 * time.Millisecond
 	// feedbackTimeout bounds an ephemeral reply sent after the ack.
@@ -120,7 +124,7 @@ func New(cfg Config) *Bot {
 	if cfg.Notes == nil {
 		cfg.Notes = func(string, string) []string { return nil }
 	}
-	return &Bot{cfg: cfg, log: cfg.Log, replay: newReplayGuard(replayWindow)}
+	return &Bot{cfg: cfg, log: cfg.Log, replay: newReplayGuard(replayMemory)}
 }
 
 // Routes registers the Slack endpoints on mux.

@@ -36,6 +36,13 @@ func (h *harness) deliveries(skip int) []delivery {
 		if c.Method == "chat.update" {
 			d.TS = c.TS // the message addressed; a post's assigned ts is not known in advance
 		}
+		if c.Injected {
+			// An injected fault is answered before the arguments are read.
+			d.Channel, d.ThreadTS = c.Form.Get("channel"), c.Form.Get("thread_ts")
+			if c.Method == "chat.update" {
+				d.TS = c.Form.Get("ts")
+			}
+		}
 		out = append(out, d)
 	}
 	return out
@@ -345,8 +352,8 @@ func TestOutboxOrderPerRequest(t *testing.T) {
 
 	bRoot := h.get(b.ID).Slack.RootTS
 	wantDeliveries(t, h.deliveries(0), []delivery{
-		post(requestChannel, ""),                                  // a's root: fails
-		post(requestChannel, ""),                                  // b's root
+		post(requestChannel, ""),                                   // a's root: fails
+		post(requestChannel, ""),                                   // b's root
 		update(requestChannel, bRoot), post(requestChannel, bRoot), // b approved
 	})
 	if h.get(a.ID).Slack.RootTS != "" || h.depth() != 3 {
@@ -443,8 +450,9 @@ type failingOutbox struct {
 var errDiskGone = errors.New("disk gone")
 
 func (f *failingOutbox) OutboxDue(ctx context.Context, now time.Time, limit int) ([]approvals.OutboxEntry, error) {
+	failing := f.fail.Load()
 	f.reads <- struct{}{}
-	if f.fail.Load() {
+	if failing {
 		return nil, errDiskGone
 	}
 	return f.Store.OutboxDue(ctx, now, limit)

@@ -227,3 +227,23 @@ func TestReplayGuardSweepIsBounded(t *testing.T) {
 		t.Fatalf("after the next due sweep: %d entries, want 1", n)
 	}
 }
+
+// TestVerifyRefusesReplayOfAFutureStampedRequest: a request stamped ahead of
+// our clock stays valid for longer than replayWindow after it arrives; its
+// replay must still be refused then.
+func TestVerifyRefusesReplayOfAFutureStampedRequest(t *testing.T) {
+	h := newHarness(t)
+	rc := &recorder{}
+	hd := sign(signingSecret, sampleBody, time.Now().Add(4*time.Minute))
+	if w := verifyThrough(h.bot.verified(rc), sampleBody, hd); w.Code != http.StatusNoContent {
+		t.Fatalf("first delivery: HTTP %d", w.Code)
+	}
+	// Age the remembered signature past replayWindow (but within its validity).
+	sig := hd.Get("X-Slack-Signature")
+	h.bot.replay.mu.Lock()
+	h.bot.replay.seen[sig] = time.Now().Add(-replayWindow - time.Second)
+	h.bot.replay.mu.Unlock()
+	if w := verifyThrough(h.bot.verified(rc), sampleBody, hd); w.Code != http.StatusUnauthorized || rc.calls != 1 {
+		t.Fatalf("replay 5 min later: HTTP %d, handler called %d times", w.Code, rc.calls)
+	}
+}

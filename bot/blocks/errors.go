@@ -106,7 +106,7 @@ func notPendingText(e *approvals.NotPendingError) string {
 	}
 }
 
-// named is " `x`" for a value the user typed, or "" when there is none.
+// named is " x" (escaped) for a value the user typed, or "" when there is none.
 func named(s string) string {
 	if s == "" {
 		return ""

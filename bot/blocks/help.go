@@ -16,7 +16,7 @@ func Help(h Hints) string {
 	for _, u := range commands.UsageLines() {
 		b.WriteString("• `" + esc(u) + "`\n")
 	}
-	b.WriteString("\n`/rotate-jwt` is `/rotate " + name(commands.TargetJWT) + "`. `--emergency` marks the request as urgent; it still needs a second person. ")
+	b.WriteString("\n`/rotate-jwt` is `/rotate " + name(commands.TargetJWT) + "`. `--emergency` (the compromised-key path) is not available yet: open a normal request. ")
 	b.WriteString("The request is posted with *Approve* and *Deny* buttons for the target's approvers; it expires if nobody decides in time.\n\n")
 	b.WriteString("*Targets*\n")
 	ts := targets(h)
