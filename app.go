@@ -23,6 +23,7 @@ import (
 	"github.com/aivo-platform/rotary/bot/blocks"
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/apikey"
+	"github.com/aivo-platform/rotary/rotators/database"
 	"github.com/aivo-platform/rotary/rotators/encryption"
 	"github.com/aivo-platform/rotary/rotators/executor"
 	"github.com/aivo-platform/rotary/rotators/gsm"
@@ -33,6 +34,7 @@ import (
 func kinds() []rotators.Kind {
 	return []rotators.Kind{
 		apikey.Kind(),
+		database.Kind(),
 		encryption.Kind(),
 	}
 }
