@@ -108,6 +108,8 @@ type e2e struct {
 	clock     *manualClock
 	logs      *lockedBuffer
 	ids       atomic.Int64
+	// extraEnv adds credentials a test's targets need.
+	extraEnv map[string]string
 
 	app    *app
 	url    string
@@ -216,6 +218,9 @@ func newE2E(t *testing.T) *e2e {
 }
 
 func (h *e2e) getenv(k string) string {
+	if v, ok := h.extraEnv[k]; ok {
+		return v
+	}
 	return map[string]string{
 		envSigningSecret:   signingSecret,
 		envBotToken:        slackfake.DefaultToken,

@@ -1,0 +1,234 @@
+package main
+
+// End-to-end runs of the Secret-backed and database kinds from Slack: the
+// same signed requests, approval and executor as the API-key scenarios.
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/aivo-platform/rotary/approvals"
+	"github.com/aivo-platform/rotary/bot/blocks"
+	"github.com/aivo-platform/rotary/bot/slackfake"
+	"github.com/aivo-platform/rotary/rotators/gsm"
+	"github.com/aivo-platform/rotary/rotators/kube/kubesim"
+	"github.com/aivo-platform/rotary/rotators/secret"
+)
+
+const encryptionTarget = `
+  encryption:
+    kind: encryption
+    approvers:
+      prod: {users: [UAPPROVER]}
+    namespace: aivo-{env}
+    secret: app-encryption
+    deployments: [ai-orchestrator]
+    migration_job: |
+      apiVersion: batch/v1
+      kind: Job
+      metadata: {name: ai-reencrypt}
+      spec:
+        backoffLimit: 0
+        template:
+          spec:
+            restartPolicy: Never
+            containers:
+              - name: reencrypt
+                image: registry.example.com/aivo/ai-orchestrator:stable
+                command: [npm, run, reencrypt]
+`
+
+// withTargets rewrites the harness's config with extra targets appended.
+func (h *e2e) withTargets(t *testing.T, yaml string) {
+	t.Helper()
+	path := filepath.Join(h.dir, "rotary.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, yaml...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if h.cfg, err = loadValid(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestE2EEncryptionKey(t *testing.T) {
+	h := newE2E(t)
+	const oldKey = "6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b657921"
+	ctx := context.Background()
+	if _, err := h.cs.CoreV1().Secrets("aivo-prod").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "app-encryption", Namespace: "aivo-prod"},
+		Data:       map[string][]byte{"ENCRYPTION_KEY": []byte(oldKey)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.withTargets(t, encryptionTarget)
+	h.start()
+	id, rootTS := h.open("encryption")
+	root, _ := h.slack.Message(requestChannel, rootTS)
+	if !strings.Contains(string(root.Blocks), "re-encrypts data") {
+		t.Fatalf("the request message does not say that data is re-encrypted: %s", root.Blocks)
+	}
+	h.click(approver, blocks.ActionApprove, id)
+	h.finished(id, rootTS, approvals.StateSucceeded)
+
+	s, err := h.cs.CoreV1().Secrets("aivo-prod").Get(ctx, "app-encryption", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey := string(s.Data["ENCRYPTION_KEY"])
+	if len(s.Data) != 1 || len(newKey) != 64 || newKey == oldKey {
+		t.Fatalf("final Secret keys %v", keys(s.Data))
+	}
+	jobs, _ := h.cs.BatchV1().Jobs("aivo-prod").List(ctx, metav1.ListOptions{})
+	if len(jobs.Items) != 1 || jobs.Items[0].Labels["rotary.aivo.io/request"] != id {
+		t.Fatalf("migration jobs: %d", len(jobs.Items))
+	}
+	backup, err := h.cs.CoreV1().Secrets("aivo-prod").Get(ctx, "app-encryption-backup-"+strings.ToLower(id), metav1.GetOptions{})
+	if err != nil || string(backup.Data["ENCRYPTION_KEY"]) != oldKey {
+		t.Fatalf("backup: %v", err)
+	}
+	h.stop()
+	h.assertNoLeak(oldKey, newKey)
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestE2EDatabase rotates a PostgreSQL login role from Slack against the
+// real server started by test/services.sh.
+func TestE2EDatabase(t *testing.T) {
+	admin := os.Getenv("ROTARY_TEST_POSTGRES_URL")
+	if admin == "" {
+		t.Skip("ROTARY_TEST_POSTGRES_URL not set: run `eval \"$(bash test/services.sh start)\"` to test against PostgreSQL")
+	}
+	ctx := context.Background()
+	suffix := strings.ToLower(strings.ReplaceAll(fmt.Sprintf("%x", os.Getpid()), "-", ""))
+	db, oldRole, oldPassword := "e2e_app_"+suffix, "e2e_old_"+suffix, "old-Pa55'word"
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	exec := func(c *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var lit string
+	if err := conn.QueryRow(ctx, "SELECT format('%L', $1::text)", oldPassword).Scan(&lit); err != nil {
+		t.Fatal(err)
+	}
+	exec(conn, "CREATE ROLE "+oldRole+" LOGIN PASSWORD "+lit)
+	exec(conn, "CREATE DATABASE "+db+" OWNER "+oldRole)
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+		rows, _ := c.Query(ctx, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'e2e_%'||$1", suffix)
+		names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, n := range names {
+			_, _ = c.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{n}.Sanitize())
+		}
+	})
+	u, _ := url.Parse(admin)
+	appDSN := func(user, password, dbname string) string {
+		return (&url.URL{Scheme: "postgresql", User: url.UserPassword(user, password), Host: u.Host, Path: "/" + dbname, RawQuery: "sslmode=disable"}).String()
+	}
+	appConn, err := pgx.Connect(ctx, appDSN(oldRole, oldPassword, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(appConn, "CREATE TABLE items (id serial PRIMARY KEY, name text)")
+	_ = appConn.Close(ctx)
+
+	h := newE2E(t)
+	secretName := "projects/aivo-platform/secrets/aivo-prod-auth-database-url"
+	if err := h.gsm.CreateSecret(secretName); err != nil {
+		t.Fatal(err)
+	}
+	c, err := gsm.Dial(ctx, h.gsm.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddVersion(ctx, secretName, secret.FromString(appDSN(oldRole, oldPassword, db))); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if _, err := h.cs.AppsV1().Deployments("aivo-prod").Create(ctx, kubesim.NewDeployment("aivo-prod", "auth-svc", 1, map[string]string{"app": "auth-svc"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.withTargets(t, fmt.Sprintf(`
+  database:
+    kind: database
+    approvers:
+      prod: {users: [UAPPROVER]}
+    namespace: aivo-{env}
+    secret_manager:
+      project: aivo-platform
+      secret: aivo-{env}-auth-database-url
+    external_secret: external-services
+    deployments: [auth-svc]
+    role_pattern: e2e_new_%s
+    dsn_template: "postgresql://{user}:{password}@%s/%s?sslmode=disable"
+    database: %s
+    retire_after: 1h
+    admin_dsn_env: ROTARY_DB_ADMIN_DSN
+`, suffix, u.Host, db, db))
+	h.extraEnv = map[string]string{"ROTARY_DB_ADMIN_DSN": admin}
+	h.start()
+	id, rootTS := h.open("database")
+	h.click(approver, blocks.ActionApprove, id)
+
+	// The old role is retired from the thread's button, not after the hour.
+	ref := blocks.PromptRef(id, "retire_now")
+	h.waitCalls("drop-old-role button", func([]slackfake.Call) bool {
+		for _, m := range h.slack.Thread(requestChannel, rootTS) {
+			if strings.Contains(string(m.Blocks), ref) {
+				return true
+			}
+		}
+		return false
+	})
+	h.click(approver, blocks.ActionPrompt, ref)
+	h.finished(id, rootTS, approvals.StateSucceeded)
+
+	// The stored DSN is the new role's, and it works against the real server.
+	vs := h.gsmVersions("aivo-prod-auth-database-url")
+	newDSN := string(vs[len(vs)-1].Payload)
+	nc, err := pgx.Connect(ctx, newDSN)
+	if err != nil {
+		t.Fatalf("the new DSN does not connect: %v", err)
+	}
+	exec(nc, "INSERT INTO items (name) VALUES ('after rotation')")
+	_ = nc.Close(ctx)
+	if _, err := pgx.Connect(ctx, appDSN(oldRole, oldPassword, db)); err == nil {
+		t.Fatal("the old role still logs in after retirement")
+	}
+	h.stop()
+	pw := ""
+	if pu, err := url.Parse(newDSN); err == nil {
+		pw, _ = pu.User.Password()
+	}
+	h.assertNoLeak(oldPassword, pw, admin)
+}
