@@ -28,6 +28,7 @@ import (
 	"github.com/aivo-platform/rotary/rotators/executor"
 	"github.com/aivo-platform/rotary/rotators/gsm"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/redis"
 )
 
 // kinds lists every rotator kind rotary knows. Adding a kind is one line here.
@@ -36,6 +37,7 @@ func kinds() []rotators.Kind {
 		apikey.Kind(),
 		database.Kind(),
 		encryption.Kind(),
+		redis.Kind(),
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/aivo-platform/rotary/approvals"
 	"github.com/aivo-platform/rotary/rotators"
-	"github.com/aivo-platform/rotary/rotators/apikey"
 )
 
 // minimalConfig is the smallest valid file.
@@ -669,18 +668,26 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("examples/aivo.yaml has problems: %v", problems)
 	}
 	var names []string
+	kindsSeen := map[string]bool{}
 	for _, tc := range cfg.Targets {
 		names = append(names, tc.Name)
-		if tc.Kind != "apikey" || len(tc.Approvers["prod"].Users) == 0 || len(tc.Approvers["staging"].Users) == 0 {
+		kindsSeen[tc.Kind] = true
+		if len(tc.Approvers["prod"].Users) == 0 || len(tc.Approvers["staging"].Users) == 0 {
 			t.Errorf("target %s: %+v", tc.Name, tc)
 		}
 	}
-	if !slices.Equal(names, []string{"openai", "sendgrid", "stripe"}) {
+	// The example models every kind rotary has, each with prod and staging.
+	for _, k := range kinds() {
+		if !kindsSeen[k.Name] {
+			t.Errorf("examples/aivo.yaml has no %s target", k.Name)
+		}
+	}
+	if !slices.Contains(names, "openai") || !slices.Contains(names, "stripe") {
 		t.Fatalf("targets %v", names)
 	}
-	// The real apikey kind accepts every target, and plans a rotation.
-	rots, problems := cfg.Build([]rotators.Kind{apikey.Kind()}, rotators.Deps{})
-	if len(problems) > 0 || len(rots) != 3 {
+	// The real kinds accept every target, and plan a rotation.
+	rots, problems := cfg.Build(kinds(), rotators.Deps{})
+	if len(problems) > 0 || len(rots) != len(names) {
 		t.Fatalf("Build: %v, %v", rots, problems)
 	}
 	for _, name := range names {
