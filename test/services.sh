@@ -56,10 +56,11 @@ start_pg() {
 	fi
 	printf '%s\n' "$pg_password" >"$dir/pg.pw"
 	chmod 644 "$dir/pg.pw"
-	"${runas[@]}" "$bin/initdb" -D "$data" -U postgres --pwfile="$dir/pg.pw" \
-		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 >/dev/null
-	"${runas[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-		-o "-p $pg_port -c listen_addresses=127.0.0.1 -k $data" start >/dev/null
+	# From a directory the postgres user may enter (the caller's may be private).
+	(cd "$dir" && "${runas[@]}" "$bin/initdb" -D "$data" -U postgres --pwfile="$dir/pg.pw" \
+		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 >/dev/null)
+	(cd "$dir" && "${runas[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+		-o "-p $pg_port -c listen_addresses=127.0.0.1 -k $data" start >/dev/null)
 	log "PostgreSQL on 127.0.0.1:$pg_port"
 }
 
@@ -68,7 +69,7 @@ stop_pg() {
 	bin=$(pg_bin) || return 0
 	[ -f "$dir/pg/postmaster.pid" ] || return 0
 	[ "$(id -u)" = 0 ] && runas=(runuser -u postgres --)
-	"${runas[@]}" "$bin/pg_ctl" -D "$dir/pg" -m fast -w stop >/dev/null || true
+	(cd "$dir" && "${runas[@]}" "$bin/pg_ctl" -D "$dir/pg" -m fast -w stop >/dev/null) || true
 }
 
 start_redis() {
@@ -90,13 +91,25 @@ CONF
 		redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 		sleep 0.1
 	done
-	redis-cli -p "$redis_port" ping >/dev/null
+	if ! redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+		log "Redis did not start; its log:"
+		cat "$data/redis.log" >&2 || true
+		exit 1
+	fi
 	log "Redis on 127.0.0.1:$redis_port"
 }
 
 stop_redis() {
-	local pid=$dir/redis/redis.pid
-	if [ -f "$pid" ]; then kill "$(cat "$pid")" 2>/dev/null || true; rm -f "$pid"; fi
+	local pidfile=$dir/redis/redis.pid pid
+	[ -f "$pidfile" ] || return 0
+	pid=$(cat "$pidfile")
+	kill "$pid" 2>/dev/null || true
+	# Wait until it is gone, so a restart can bind the port again.
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	rm -f "$pidfile"
 }
 
 case "${1:-}" in
