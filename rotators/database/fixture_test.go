@@ -396,6 +396,15 @@ func (f *pgFixture) connectDSN(dsn secret.Value) (*pgx.Conn, error) {
 	return pgx.Connect(f.ctx, string(dsn.Reveal()))
 }
 
+// inUse makes a held session count as in use (an open transaction), which
+// retirement refuses; a plain idle session is a leftover it terminates.
+func (f *pgFixture) inUse(c *pgx.Conn) {
+	f.t.Helper()
+	if _, err := c.Exec(f.ctx, "BEGIN"); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // closeConn ends a test-held session and returns once the server has let
 // it go: it sends Terminate itself and reads to EOF, and the server closes
 // the socket only when the backend exits, after it has left

@@ -78,6 +78,7 @@ func TestNoSecretInErrorsProgressFactsOrLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.inUse(held)
 	presses := 0
 	run2.answer = func(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
 		presses++

@@ -200,6 +200,36 @@ func sessions(ctx context.Context, q db, role uint32, exclude string) (int, erro
 	return n, nil
 }
 
+// sessionsInUse counts role's sessions that are doing something: running a
+// statement or holding a transaction open (anything but plain idle).
+func sessionsInUse(ctx context.Context, q db, role uint32, exclude string) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE usesysid = $1 AND pid <> pg_backend_pid() AND application_name IS DISTINCT FROM $2
+		AND state IS DISTINCT FROM 'idle'`, role, exclude).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("reading pg_stat_activity: %w", err)
+	}
+	return n, nil
+}
+
+// idleTerminateWait bounds the wait for terminated sessions to be gone.
+const idleTerminateWait = 10 * time.Second
+
+// terminateIdleSessions terminates role's idle sessions and waits until
+// they have left pg_stat_activity (pg_terminate_backend with a timeout
+// waits for the backend to exit). It returns how many it terminated.
+func terminateIdleSessions(ctx context.Context, q db, role uint32, exclude string) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $3)) FROM pg_stat_activity
+		WHERE usesysid = $1 AND pid <> pg_backend_pid() AND application_name IS DISTINCT FROM $2
+		AND state = 'idle'`, role, exclude, idleTerminateWait.Milliseconds()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("terminating idle sessions: %w", err)
+	}
+	return n, nil
+}
+
 // sessionsInDB counts role's sessions to database, but those named exclude.
 func sessionsInDB(ctx context.Context, q db, role uint32, database, exclude string) (int, error) {
 	var n int

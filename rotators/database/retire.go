@@ -169,7 +169,7 @@ func (x *rotation) retireOnce(ctx context.Context, run rotators.Run, oldName, ne
 	if oldName == me || old.super {
 		return rotators.Permanent(fmt.Errorf("role %q is rotary's admin role or a superuser: rotary will not drop it", oldName))
 	}
-	dbs, err := x.dropRole(ctx, run, conn, base, old, newName, factRetireStarted)
+	dbs, err := x.dropRole(ctx, run, conn, base, old, newName, factRetireStarted, true)
 	if err != nil {
 		return err
 	}
@@ -182,13 +182,24 @@ func (x *rotation) retireOnce(ctx context.Context, run rotators.Run, oldName, ne
 }
 
 // dropRole drops role from, after handing what it owns to role to: it is
-// refused while from has sessions (rotary's own check sessions aside); then
-// from is made NOLOGIN (recording startedFact first) so nothing can connect
-// meanwhile, and refused again if a session slipped in; then, in every
-// database where from owns objects or holds privileges, REASSIGN OWNED and
-// DROP OWNED; then DROP ROLE. It returns the databases it cleaned.
-func (x *rotation) dropRole(ctx context.Context, run rotators.Run, conn *pgx.Conn, base *pgx.ConnConfig, from roleInfo, to, startedFact string) ([]string, error) {
-	if n, err := sessions(ctx, conn, from.oid, x.checkAppName); err != nil {
+// refused while from has sessions in use (rotary's own check sessions
+// aside); then from is made NOLOGIN (recording startedFact first) so nothing
+// new can connect; then, with terminateIdle, its remaining idle sessions are
+// terminated (the runbook's retirement: after verification the application
+// no longer uses the role, so what is left idle is a leftover), otherwise
+// any session at all refuses; then, in every database where from owns
+// objects or holds privileges, REASSIGN OWNED and DROP OWNED; then DROP
+// ROLE. It returns the databases it cleaned.
+//
+// Rollback drops the new role without terminateIdle: before the rollback's
+// restart the application's pools still hold idle sessions as that role,
+// and killing them would cut the application off.
+func (x *rotation) dropRole(ctx context.Context, run rotators.Run, conn *pgx.Conn, base *pgx.ConnConfig, from roleInfo, to, startedFact string, terminateIdle bool) ([]string, error) {
+	count := sessions
+	if terminateIdle {
+		count = sessionsInUse
+	}
+	if n, err := count(ctx, conn, from.oid, x.checkAppName); err != nil {
 		return nil, err
 	} else if n > 0 {
 		return nil, errStillConnected{role: from.name, sessions: n}
@@ -205,6 +216,15 @@ func (x *rotation) dropRole(ctx context.Context, run rotators.Run, conn *pgx.Con
 	}
 	if _, err := conn.Exec(ctx, "ALTER ROLE "+ident(from.name)+" NOLOGIN"); err != nil {
 		return nil, fmt.Errorf("making role %q NOLOGIN: %w", from.name, err)
+	}
+	if terminateIdle {
+		n, err := terminateIdleSessions(ctx, conn, from.oid, x.checkAppName)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			run.Progress(ctx, fmt.Sprintf("Terminated %d idle session(s) of the old role %s", n, from.name))
+		}
 	}
 	if n, err := sessions(ctx, conn, from.oid, x.checkAppName); err != nil {
 		return nil, err

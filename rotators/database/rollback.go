@@ -137,7 +137,7 @@ func (x *rotation) dropNewRole(ctx context.Context, run rotators.Run) error {
 	if info.comment != x.marker {
 		return rotators.Permanent(fmt.Errorf("role %q was not made by this request (its comment is not %q); not dropping it", name, x.marker))
 	}
-	dbs, err := x.dropRole(ctx, run, conn, base, info, oldName, factNewRoleDropStarted)
+	dbs, err := x.dropRole(ctx, run, conn, base, info, oldName, factNewRoleDropStarted, false)
 	if err != nil {
 		return err
 	}

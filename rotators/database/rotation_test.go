@@ -180,6 +180,7 @@ func TestRetireRefusedWhileOldRoleConnected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.inUse(held)
 	var presses atomic.Int32
 	var between error
 	run.answer = func(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
@@ -215,6 +216,31 @@ func TestRetireRefusedWhileOldRoleConnected(t *testing.T) {
 	}
 }
 
+// An idle session left as the old role (not in use) does not block
+// retirement: it is terminated, as the runbook's retirement does.
+func TestRetireTerminatesIdleSessions(t *testing.T) {
+	t.Parallel()
+	f := newPGFixture(t, fixtureOpts{})
+	run := f.newRun()
+	f.mustRun(run, StepNewRole, StepCheckRole, StepStoreVersion, StepSync, StepRestart, StepVerify)
+	idle, err := f.connectDSN(f.oldDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(f.ctx)
+	run.answer = func(context.Context, rotators.Prompt) (secret.Value, error) { return secret.Value{}, nil }
+	f.mustRun(run, StepRetireOld)
+	if f.roleExists(f.n.old) {
+		t.Fatal("the old role still exists")
+	}
+	if !strings.Contains(run.progressText(), "Terminated 1 idle session") {
+		t.Errorf("the termination is not reported:\n%s", run.progressText())
+	}
+	if err := idle.Ping(f.ctx); err == nil {
+		t.Error("the idle old-role session survived retirement")
+	}
+}
+
 // Without a press, the old role is dropped once retire_due_at has come.
 func TestRetireWhenDue(t *testing.T) {
 	t.Parallel()
@@ -246,6 +272,7 @@ func TestRetireGivesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.inUse(held)
 	defer f.closeConn(held)
 
 	ctx, cancel := context.WithCancel(f.ctx)
