@@ -176,7 +176,7 @@ func (r *Rotator) Plan(spec rotators.Spec) rotators.Plan {
 		Notes: []string{
 			fmt.Sprintf("A new role (%s) gets the privileges of the role in the current DSN, in database %s; the old role is left as it is until verification passes.", r.s.RolePattern, x.database),
 			fmt.Sprintf("Deployments %s in namespace %s will be restarted, in this order.", deps, x.namespace),
-			fmt.Sprintf("After verification the old role is dropped after %s, or at once from the %q button, and only while nothing is connected as it. The request stays running until then, holding the target's one active slot, so that no second rotation makes a third role meanwhile.", humanDuration(r.s.retireAfter), retireButton),
+			fmt.Sprintf("After verification the old role is dropped after %s, or at once from the %q button, and only while no session of it is in use (idle leftover sessions are terminated). The request stays running until then, holding the target's one active slot, so that no second rotation makes a third role meanwhile.", humanDuration(r.s.retireAfter), retireButton),
 			"Once verification has passed, a failure rolls nothing back: the new role stays in use.",
 		},
 	}
