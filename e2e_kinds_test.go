@@ -4,15 +4,21 @@ package main
 // same signed requests, approval and executor as the API-key scenarios.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -231,4 +237,123 @@ func TestE2EDatabase(t *testing.T) {
 		pw, _ = pu.User.Password()
 	}
 	h.assertNoLeak(oldPassword, pw, admin)
+}
+
+// startPrivateRedis runs a redis-server of the test's own on a free
+// loopback port (rotations rewrite its config file) and returns its address.
+// Readiness is the server's own log line, read from its stdout.
+func startPrivateRedis(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("ROTARY_TEST_REDIS_SERVER")
+	if bin == "" {
+		t.Skip("ROTARY_TEST_REDIS_SERVER not set: run `eval \"$(bash test/services.sh start)\"` to test against Redis")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	_ = ln.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "bind 127.0.0.1\nport %s\ndir %s\nsave \"\"\nappendonly no\nlogfile \"\"\n", port, dir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, conf)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Ready to accept connections") {
+				close(ready)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(e2eWait):
+		t.Fatal("redis-server did not become ready")
+	}
+	return addr
+}
+
+// TestE2ERedisACL rotates an application's Redis ACL password from Slack
+// against a real redis-server: the new password is in the Secret and works,
+// the old one no longer does.
+func TestE2ERedisACL(t *testing.T) {
+	addr := startPrivateRedis(t)
+	ctx := context.Background()
+	const adminPassword, oldPassword = "e2e-admin-Pa55", "e2e-app-OLD-pa55word"
+	admin := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer admin.Close()
+	for _, cmd := range [][]any{
+		{"ACL", "SETUSER", "rotary-admin", "on", ">" + adminPassword, "~*", "&*", "+@all"},
+		{"ACL", "SETUSER", "aivo-app", "on", ">" + oldPassword, "~*", "&*", "+@all"},
+		{"ACL", "SETUSER", "default", "off"},
+	} {
+		if err := admin.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatalf("%v: %v", cmd[:3], err)
+		}
+	}
+
+	h := newE2E(t)
+	if _, err := h.cs.CoreV1().Secrets("aivo-prod").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "redis-credentials", Namespace: "aivo-prod"},
+		Data:       map[string][]byte{"REDIS_PASSWORD": []byte(oldPassword)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.withTargets(t, fmt.Sprintf(`
+  redis:
+    kind: redis
+    approvers:
+      prod: {users: [UAPPROVER]}
+    mode: acl
+    address: %q
+    namespace: aivo-{env}
+    secret: redis-credentials
+    secret_key: REDIS_PASSWORD
+    deployments: [ai-orchestrator]
+    acl_user: aivo-app
+    admin_user: rotary-admin
+    admin_password_env: REDIS_ADMIN_PASSWORD
+`, addr))
+	h.extraEnv = map[string]string{"REDIS_ADMIN_PASSWORD": adminPassword}
+	h.start()
+	id, rootTS := h.open("redis")
+	h.click(approver, blocks.ActionApprove, id)
+	h.finished(id, rootTS, approvals.StateSucceeded)
+
+	s, err := h.cs.CoreV1().Secrets("aivo-prod").Get(ctx, "redis-credentials", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPassword := string(s.Data["REDIS_PASSWORD"])
+	if newPassword == "" || newPassword == oldPassword {
+		t.Fatal("the Secret does not hold a new password")
+	}
+	login := func(pw string) error {
+		c := goredis.NewClient(&goredis.Options{Addr: addr, Username: "aivo-app", Password: pw})
+		defer c.Close()
+		return c.Ping(ctx).Err()
+	}
+	if err := login(newPassword); err != nil {
+		t.Fatalf("the new password does not log in: %v", err)
+	}
+	if err := login(oldPassword); err == nil {
+		t.Fatal("the old password still logs in")
+	}
+	h.stop()
+	h.assertNoLeak(oldPassword, newPassword, adminPassword)
 }
