@@ -13,7 +13,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/gsm"
-	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/kubesteps"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -526,35 +526,6 @@ func (x *rotation) storeVersion(ctx context.Context, run rotators.Run) error {
 	return nil
 }
 
-// maxStampWait bounds the wait for a stamp's second to begin.
-const maxStampWait = time.Second
-
-// stamp returns the time recorded under key, or records now there first, so
-// a repeated step reuses its own earlier stamp (which makes the annotation
-// patches no-ops). A new stamp is later than every stamp named in after:
-// annotations have one-second precision, and a rollback's force-sync or
-// restart within the same second as the forward one would otherwise be a
-// no-op patch.
-func stamp(ctx context.Context, run rotators.Run, key string, after ...string) (time.Time, error) {
-	if s := run.Fact(key); s != "" {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return time.Time{}, rotators.Permanent(fmt.Errorf("fact %s=%q is not a time: %w", key, s, err))
-		}
-		return t, nil
-	}
-	t := run.Now().UTC().Truncate(time.Second)
-	for _, k := range after {
-		if prev, err := time.Parse(time.RFC3339, run.Fact(k)); err == nil && !t.After(prev) {
-			t = prev.Add(time.Second)
-		}
-	}
-	if err := run.Record(ctx, key, t.Format(time.RFC3339)); err != nil {
-		return time.Time{}, err
-	}
-	return t, nil
-}
-
 func (x *rotation) sync(ctx context.Context, run rotators.Run) error {
 	if run.Fact(factNewVersion) == "" {
 		return rotators.Permanent(fmt.Errorf("no new version recorded (fact %s): step %s has not run", factNewVersion, StepStoreVersion))
@@ -562,41 +533,10 @@ func (x *rotation) sync(ctx context.Context, run rotators.Run) error {
 	return x.forceSync(ctx, run, factSyncAt)
 }
 
-// forceSync annotates the ExternalSecret with the stamp under key and waits
-// until the operator has synced it.
+// forceSync force-syncs the ExternalSecret with the stamp under key.
+// A missing Cluster is refused by kubesteps as a permanent failure.
 func (x *rotation) forceSync(ctx context.Context, run rotators.Run, key string, after ...string) error {
-	cl, err := x.cluster()
-	if err != nil {
-		return err
-	}
-	at, err := stamp(ctx, run, key, after...)
-	if err != nil {
-		return err
-	}
-	// The operator's refreshTime (second precision) only proves a sync made
-	// after the annotation if the annotation's second has begun.
-	if d := at.Sub(run.Now()); d > 0 {
-		select {
-		case <-time.After(min(d, maxStampWait)):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	es := x.namespace + "/" + x.externalSecret
-	if err := cl.ForceSyncExternalSecret(ctx, x.namespace, x.externalSecret, at); err != nil {
-		if errors.Is(err, kube.ErrRefreshDisabled) {
-			return rotators.Permanent(fmt.Errorf("ExternalSecret %s has refreshInterval 0, so External Secrets Operator ignores force-sync; give it a refreshInterval (e.g. 1h): %w", es, err))
-		}
-		return fmt.Errorf("force-syncing ExternalSecret %s: %w", es, err)
-	}
-	run.Progress(ctx, fmt.Sprintf("Waiting for ExternalSecret %s to sync (up to %s)", es, x.r.s.syncTimeout))
-	wctx, cancel := context.WithTimeout(ctx, x.r.s.syncTimeout)
-	defer cancel()
-	if err := cl.WaitExternalSecretSynced(wctx, x.namespace, x.externalSecret, at); err != nil {
-		return fmt.Errorf("waiting for ExternalSecret %s to sync: %w", es, err)
-	}
-	run.Progress(ctx, fmt.Sprintf("ExternalSecret %s synced", es))
-	return nil
+	return kubesteps.ForceSync(ctx, run, x.r.clients.Cluster, x.namespace, x.externalSecret, key, x.r.s.syncTimeout, after...)
 }
 
 // restart restarts the consumers and records when their rollouts finished.
@@ -610,44 +550,10 @@ func (x *rotation) restart(ctx context.Context, run rotators.Run) error {
 	return nil
 }
 
-// restartAll restarts the deployments one after the other, each with the
-// stamp under key, waiting for each rollout before the next.
+// restartAll restarts the deployments in order with the stamp under key.
+// A missing Cluster is refused by kubesteps as a permanent failure.
 func (x *rotation) restartAll(ctx context.Context, run rotators.Run, key string, after ...string) error {
-	cl, err := x.cluster()
-	if err != nil {
-		return err
-	}
-	at, err := stamp(ctx, run, key, after...)
-	if err != nil {
-		return err
-	}
-	for i, d := range x.deployments {
-		run.Progress(ctx, fmt.Sprintf("Restarting %s (%d of %d)", d, i+1, len(x.deployments)))
-		if err := cl.RestartDeployment(ctx, x.namespace, d, at); err != nil {
-			return fmt.Errorf("restarting deployment %s/%s: %w", x.namespace, d, err)
-		}
-		if err := x.waitRollout(ctx, run, cl, d); err != nil {
-			return err
-		}
-	}
-	run.Progress(ctx, fmt.Sprintf("Restarted %s", strings.Join(x.deployments, ", ")))
-	return nil
-}
-
-func (x *rotation) waitRollout(ctx context.Context, run rotators.Run, cl Cluster, d string) error {
-	last := ""
-	progress := func(msg string) {
-		if msg != last { // each line is a journal write: skip repeats
-			last = msg
-			run.Progress(ctx, d+": "+msg)
-		}
-	}
-	wctx, cancel := context.WithTimeout(ctx, x.r.s.rolloutTimeout)
-	defer cancel()
-	if err := cl.WaitRollout(wctx, x.namespace, d, progress); err != nil {
-		return fmt.Errorf("waiting for the rollout of %s/%s: %w", x.namespace, d, err)
-	}
-	return nil
+	return kubesteps.RestartAll(ctx, run, x.r.clients.Cluster, x.namespace, x.deployments, key, x.r.s.rolloutTimeout, after...)
 }
 
 // verify checks that the rollouts are (still) complete and, with
@@ -662,7 +568,7 @@ func (x *rotation) verify(ctx context.Context, run rotators.Run) error {
 		return err
 	}
 	for _, d := range x.deployments {
-		if err := x.waitRollout(ctx, run, cl, d); err != nil {
+		if err := kubesteps.WaitRollout(ctx, run, cl, x.namespace, d, x.r.s.rolloutTimeout); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/kubesteps"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -601,61 +602,8 @@ func (x *rotation) persistNow(ctx context.Context, run rotators.Run, intent stri
 	return nil
 }
 
-// stamp returns the time recorded under key, or records now there first, so
-// a repeated step reuses its own earlier stamp (which makes the restart
-// patches no-ops). A new stamp is later than every stamp named in after:
-// restart annotations have one-second precision, and a rollback's restart
-// within the same second as the forward one would restart nothing.
-func stamp(ctx context.Context, run rotators.Run, key string, after ...string) (time.Time, error) {
-	if s := run.Fact(key); s != "" {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return time.Time{}, rotators.Permanent(fmt.Errorf("fact %s=%q is not a time: %w", key, s, err))
-		}
-		return t, nil
-	}
-	t := run.Now().UTC().Truncate(time.Second)
-	for _, k := range after {
-		if prev, err := time.Parse(time.RFC3339, run.Fact(k)); err == nil && !t.After(prev) {
-			t = prev.Add(time.Second)
-		}
-	}
-	if err := run.Record(ctx, key, t.Format(time.RFC3339)); err != nil {
-		return time.Time{}, err
-	}
-	return t, nil
-}
-
-// restartAll restarts the deployments one after the other, each with the
-// stamp under key, waiting for each rollout before the next.
+// restartAll restarts the deployments in order with the stamp under key.
+// A missing Cluster is refused by kubesteps as a permanent failure.
 func (x *rotation) restartAll(ctx context.Context, run rotators.Run, key string, after ...string) error {
-	cl := x.r.clients.Cluster
-	if cl == nil {
-		return rotators.Permanent(errors.New("no Kubernetes client is configured"))
-	}
-	at, err := stamp(ctx, run, key, after...)
-	if err != nil {
-		return err
-	}
-	for i, d := range x.deployments {
-		run.Progress(ctx, fmt.Sprintf("Restarting %s (%d of %d)", d, i+1, len(x.deployments)))
-		if err := cl.RestartDeployment(ctx, x.namespace, d, at); err != nil {
-			return fmt.Errorf("restarting deployment %s/%s: %w", x.namespace, d, err)
-		}
-		last := ""
-		progress := func(msg string) {
-			if msg != last { // each line is a journal write: skip repeats
-				last = msg
-				run.Progress(ctx, d+": "+msg)
-			}
-		}
-		wctx, cancel := context.WithTimeout(ctx, x.r.s.rolloutTimeout)
-		err := cl.WaitRollout(wctx, x.namespace, d, progress)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("waiting for the rollout of %s/%s: %w", x.namespace, d, err)
-		}
-	}
-	run.Progress(ctx, "Restarted "+strings.Join(x.deployments, ", "))
-	return nil
+	return kubesteps.RestartAll(ctx, run, x.r.clients.Cluster, x.namespace, x.deployments, key, x.r.s.rolloutTimeout, after...)
 }
