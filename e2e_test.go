@@ -852,12 +852,18 @@ func TestE2EStripePastedKey(t *testing.T) {
 		}
 		return false
 	})
-	// Only the requester may paste.
+	// Only the requester may paste: anyone else is refused before a modal
+	// invites them to, and a forged submission is refused too.
 	h.click(approver, blocks.ActionPrompt, ref)
-	h.waitCalls("paste modal", slackfake.HasCalls("views.open", 1))
+	h.ephemeral(approver, "Only the requester")
+	if n := len(h.slack.CallsTo("views.open")); n != 0 {
+		t.Fatalf("a paste modal was opened for the approver (%d views.open)", n)
+	}
 	if _, body := h.submit(approver, blocks.CallbackPasteSecret, ref, blocks.BlockSecret, blocks.ActionSecret, "rk_live_wrong_person"); !strings.Contains(body, "Only the requester") {
 		t.Fatalf("approver's paste: %s", body)
 	}
+	h.click(requester, blocks.ActionPrompt, ref)
+	h.waitCalls("paste modal", slackfake.HasCalls("views.open", 1))
 	if code, body := h.submit(requester, blocks.CallbackPasteSecret, ref, blocks.BlockSecret, blocks.ActionSecret, pastedValue); code != http.StatusOK || body != "" {
 		t.Fatalf("paste: %d %s", code, body)
 	}

@@ -48,6 +48,8 @@ type Runs interface {
 // Prompts is the executor's side of a step waiting for a person.
 type Prompts interface {
 	PromptOpen(requestID, promptID string) (rotators.Prompt, bool)
+	// MayAnswer says why user may not answer (nil when they may).
+	MayAnswer(requestID, promptID, user string) error
 	Answer(ctx context.Context, requestID, promptID, user string, v secret.Value) error
 }
 

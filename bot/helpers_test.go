@@ -126,6 +126,10 @@ func (p *fakePrompts) Answer(_ context.Context, requestID, promptID, user string
 	return p.err
 }
 
+// MayAnswer lets everyone answer: audience checks are the executor's and
+// are tested there and end to end.
+func (p *fakePrompts) MayAnswer(string, string, string) error { return nil }
+
 func (p *fakePrompts) set(requestID string, pr rotators.Prompt) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

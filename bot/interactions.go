@@ -81,6 +81,12 @@ func (b *Bot) handleAction(ctx context.Context, ic slack.InteractionCallback, a 
 			}
 			return
 		}
+		// Refuse before the modal: nobody outside the prompt's audience
+		// should be invited to paste a secret (Answer checks again).
+		if err := b.cfg.Prompts.MayAnswer(reqID, promptID, user); err != nil {
+			b.tell(ctx, ic, b.errorText(ctx, err, commands.Command{ID: id}))
+			return
+		}
 		if _, err := b.cfg.Slack.OpenViewContext(ctx, ic.TriggerID, blocks.PasteModal(reqID, promptID, p.Label)); err != nil {
 			b.log.ErrorContext(ctx, "cannot open the paste modal", "request_id", reqID, "err", err)
 			b.tell(ctx, ic, b.errorText(ctx, err, commands.Command{ID: id}))

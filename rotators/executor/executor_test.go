@@ -568,3 +568,30 @@ func TestWakeTwiceRunsOnce(t *testing.T) {
 		t.Fatalf("ran %d times", c.get("only"))
 	}
 }
+
+func TestMayAnswerChecksTheAudienceBeforeAnyInput(t *testing.T) {
+	c := &counter{}
+	f := newFixture(t, "", &scripted{steps: []rotators.Step{
+		step(c, "confirm", func(ctx context.Context, run rotators.Run) error {
+			_, err := run.Ask(ctx, rotators.Prompt{ID: "revoked", Label: "Revoke", Audience: rotators.AudienceParticipants})
+			return err
+		}),
+	}})
+	f.start()
+	r := f.approved()
+	<-f.prompted
+	for user, want := range map[string]error{"UREQUESTER": nil, "UAPPROVER": nil, "UOUTSIDER": executor.ErrNotParticipant} {
+		if err := f.ex.MayAnswer(r.ID, "revoked", user); !errors.Is(err, want) {
+			t.Errorf("MayAnswer(%s) = %v, want %v", user, err, want)
+		}
+	}
+	if err := f.ex.MayAnswer(r.ID, "other", "UREQUESTER"); !errors.Is(err, executor.ErrNoPrompt) {
+		t.Errorf("unknown prompt: %v", err)
+	}
+	if err := f.ex.Answer(context.Background(), r.ID, "revoked", "UAPPROVER", secret.Value{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.waitFinished(r.ID); got.State != approvals.StateSucceeded {
+		t.Fatalf("state %s", got.State)
+	}
+}

@@ -151,21 +151,9 @@ func (e userError) UserMessage() string { return string(e) }
 // Answer delivers a person's answer to an open prompt. Who may answer is
 // checked here against the stored request, not taken from the button.
 func (e *Executor) Answer(ctx context.Context, requestID, promptID, user string, v secret.Value) error {
-	e.mu.Lock()
-	w, ok := e.prompts[requestID]
-	e.mu.Unlock()
-	if !ok || w.prompt.ID != promptID {
-		return ErrNoPrompt
-	}
-	allowed := []string{w.req.Requester}
-	if w.prompt.Audience == rotators.AudienceParticipants {
-		allowed = append(allowed, w.req.DecidedBy)
-	}
-	if !slices.Contains(allowed, user) {
-		if w.prompt.Audience == rotators.AudienceParticipants {
-			return ErrNotParticipant
-		}
-		return ErrNotYourPrompt
+	w, err := e.waiterFor(requestID, promptID, user)
+	if err != nil {
+		return err
 	}
 	if w.prompt.Secret && v.IsZero() {
 		return ErrEmptyAnswer
@@ -177,6 +165,34 @@ func (e *Executor) Answer(ctx context.Context, requestID, promptID, user string,
 	default:
 		return ErrNoPrompt
 	}
+}
+
+// MayAnswer reports why user may not answer the prompt (nil when they may),
+// so the transport refuses before asking someone to paste a secret.
+func (e *Executor) MayAnswer(requestID, promptID, user string) error {
+	_, err := e.waiterFor(requestID, promptID, user)
+	return err
+}
+
+// waiterFor finds the open prompt and checks user is in its audience.
+func (e *Executor) waiterFor(requestID, promptID, user string) (*waiter, error) {
+	e.mu.Lock()
+	w, ok := e.prompts[requestID]
+	e.mu.Unlock()
+	if !ok || w.prompt.ID != promptID {
+		return nil, ErrNoPrompt
+	}
+	allowed := []string{w.req.Requester}
+	if w.prompt.Audience == rotators.AudienceParticipants {
+		allowed = append(allowed, w.req.DecidedBy)
+	}
+	if !slices.Contains(allowed, user) {
+		if w.prompt.Audience == rotators.AudienceParticipants {
+			return nil, ErrNotParticipant
+		}
+		return nil, ErrNotYourPrompt
+	}
+	return w, nil
 }
 
 // PromptOpen reports whether request id waits for prompt promptID (for the transport, before it opens a modal).
