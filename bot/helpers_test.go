@@ -148,7 +148,7 @@ func (p *fakePrompts) got() []promptAnswer {
 // harness wires the real store, service, directory, slack-go client and
 // slackfake to a Bot. Only Prompts is a test double.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	path    string
 	store   *boltstore.Store
 	closed  bool
@@ -170,7 +170,7 @@ type option func(*harness)
 
 func withoutAnnouncements() option { return func(h *harness) { h.announce = "" } }
 
-func newHarness(t *testing.T, opts ...option) *harness {
+func newHarness(t testing.TB, opts ...option) *harness {
 	t.Helper()
 	h := &harness{
 		t:        t,
@@ -262,7 +262,7 @@ func (h *harness) restart() {
 	h.open()
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitLimit)
 	t.Cleanup(cancel)
