@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/gsm"
+	"github.com/aivo-platform/rotary/rotators/gsmsteps"
 	"github.com/aivo-platform/rotary/rotators/kubesteps"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
@@ -554,7 +554,7 @@ func (x *rotation) versionsToDisable(ctx context.Context, run rotators.Run, stor
 	prev := run.Fact(factPrevVersion)
 	prevN := uint64(0)
 	if prev != noVersion {
-		n, ok := versionNumber(prev)
+		n, ok := gsmsteps.VersionNumber(prev)
 		if !ok {
 			return nil, rotators.Permanent(fmt.Errorf("fact %s=%q is not a version name", factPrevVersion, prev))
 		}
@@ -569,19 +569,9 @@ func (x *rotation) versionsToDisable(ctx context.Context, run rotators.Run, stor
 		out = append(out, prev) // even if already disabled: Disable is idempotent
 	}
 	for _, v := range enabled {
-		if n, ok := versionNumber(v); ok && v != keep && v != prev && n > prevN {
+		if n, ok := gsmsteps.VersionNumber(v); ok && v != keep && v != prev && n > prevN {
 			out = append(out, v)
 		}
 	}
 	return out, nil
-}
-
-// versionNumber returns n of ".../versions/<n>".
-func versionNumber(version string) (uint64, bool) {
-	_, id, ok := strings.Cut(version, "/versions/")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(id, 10, 64)
-	return n, err == nil
 }

@@ -2,11 +2,10 @@ package apikey
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/aivo-platform/rotary/rotators"
-	"github.com/aivo-platform/rotary/rotators/gsm"
+	"github.com/aivo-platform/rotary/rotators/gsmsteps"
 )
 
 // errRevokeStarted refuses a rollback once revoking began: the old key may
@@ -17,63 +16,21 @@ func errRevokeStarted(what string) error {
 }
 
 // restoreVersion adds the previous version's value as the newest version
-// and disables the versions this rotation added.
+// and disables the versions this rotation added: their key is deleted by
+// revoke_new_key.
 func (x *rotation) restoreVersion(ctx context.Context, run rotators.Run) error {
 	if run.Fact(factRevokeStarted) != "" {
 		return errRevokeStarted("restoring the previous Secret Manager version")
 	}
 	prev := run.Fact(factPrevVersion)
-	if prev == "" || prev == noVersion {
-		// Nothing was added, or there was nothing before to go back to.
+	if prev == noVersion {
+		// There was nothing before to go back to.
 		return rotators.ErrNothingToUndo
 	}
-	store, err := x.store()
+	restored, err := gsmsteps.Restore(ctx, run, x.r.clients.Store, x.secretName, prev, factRestoredVersion)
 	if err != nil {
 		return err
 	}
-	restored := run.Fact(factRestoredVersion)
-	if restored == "" {
-		// prev_version is recorded before the add, so an add whose answer
-		// was lost (no new_version fact) shows here as a newer latest.
-		latest, err := store.LatestEnabled(ctx, x.secretName)
-		if err != nil && !errors.Is(err, gsm.ErrNoVersion) {
-			return fmt.Errorf("reading the current version of %s: %w", x.secretName, err)
-		}
-		if latest == prev {
-			return rotators.ErrNothingToUndo
-		}
-		value, err := store.Access(ctx, prev)
-		if err != nil {
-			return fmt.Errorf("reading the previous version %s: %w", prev, err)
-		}
-		// A crash between this add and its Record adds the same value
-		// twice, which is harmless.
-		restored, err = store.AddVersion(ctx, x.secretName, value)
-		if err != nil {
-			return fmt.Errorf("adding the previous value to %s: %w", x.secretName, err)
-		}
-		if err := run.Record(ctx, factRestoredVersion, restored); err != nil {
-			return err
-		}
-	}
-	// The versions this rotation added (new_version and any orphan) hold a
-	// key that revoke_new_key deletes: take them out of service.
-	prevN, _ := versionNumber(prev)
-	restoredN, _ := versionNumber(restored)
-	enabled, err := store.EnabledVersions(ctx, x.secretName)
-	if err != nil {
-		return fmt.Errorf("listing the versions of %s: %w", x.secretName, err)
-	}
-	var disabled []string
-	for _, v := range enabled {
-		if n, ok := versionNumber(v); ok && n > prevN && n < restoredN {
-			if err := store.Disable(ctx, v); err != nil {
-				return fmt.Errorf("disabling %s: %w", v, err)
-			}
-			disabled = append(disabled, v)
-		}
-	}
-	run.Log().InfoContext(ctx, "restored the previous secret version", "previous", prev, "restored", restored, "disabled", disabled)
 	run.Progress(ctx, fmt.Sprintf("Restored the value of %s as %s", prev, restored))
 	return nil
 }
@@ -148,22 +105,12 @@ func (x *rotation) revokeNewKey(ctx context.Context, run rotators.Run) error {
 // would break the workloads at their next sync.
 func (x *rotation) checkNewKeyUnused(ctx context.Context, run rotators.Run) error {
 	prev := run.Fact(factPrevVersion)
-	if prev == "" || prev == noVersion {
-		// Never added, or there was no previous value to protect.
-		return nil
+	if prev == noVersion {
+		return nil // there was no previous value to protect
 	}
-	store, err := x.store()
-	if err != nil {
+	latest, err := gsmsteps.LatestAdded(ctx, x.r.clients.Store, x.secretName, prev, run.Fact(factRestoredVersion))
+	if err != nil || latest == "" {
 		return err
-	}
-	latest, err := store.LatestEnabled(ctx, x.secretName)
-	switch {
-	case errors.Is(err, gsm.ErrNoVersion):
-		return nil
-	case err != nil:
-		return fmt.Errorf("reading the current version of %s: %w", x.secretName, err)
-	case latest == prev || latest == run.Fact(factRestoredVersion):
-		return nil
 	}
 	return rotators.Permanent(fmt.Errorf("not revoking the new key: %s, the latest version of %s, may hold it; restore %s first", latest, x.secretName, prev))
 }

@@ -2,14 +2,11 @@ package database
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aivo-platform/rotary/rotators"
-	"github.com/aivo-platform/rotary/rotators/gsm"
+	"github.com/aivo-platform/rotary/rotators/gsmsteps"
 )
 
 // afterVerification is every rollback step's answer once verification has
@@ -31,54 +28,10 @@ func (x *rotation) restoreVersion(ctx context.Context, run rotators.Run) error {
 		return err
 	}
 	prev := run.Fact(factPrevVersion)
-	if prev == "" {
-		return rotators.ErrNothingToUndo
-	}
-	store, err := x.store()
+	restored, err := gsmsteps.Restore(ctx, run, x.r.clients.Store, x.secretName, prev, factRestoredVersion)
 	if err != nil {
 		return err
 	}
-	restored := run.Fact(factRestoredVersion)
-	if restored == "" {
-		// prev_version is recorded before the add, so an add whose answer
-		// was lost (no new_version fact) shows here as a newer latest.
-		latest, err := store.LatestEnabled(ctx, x.secretName)
-		if err != nil && !errors.Is(err, gsm.ErrNoVersion) {
-			return fmt.Errorf("reading the current version of %s: %w", x.secretName, err)
-		}
-		if latest == prev {
-			return rotators.ErrNothingToUndo
-		}
-		value, err := store.Access(ctx, prev)
-		if err != nil {
-			return fmt.Errorf("reading the previous version %s: %w", prev, err)
-		}
-		// A crash between this add and its Record adds the same value
-		// twice, which is harmless.
-		restored, err = store.AddVersion(ctx, x.secretName, value)
-		if err != nil {
-			return fmt.Errorf("adding the previous value to %s: %w", x.secretName, err)
-		}
-		if err := run.Record(ctx, factRestoredVersion, restored); err != nil {
-			return err
-		}
-	}
-	prevN, _ := versionNumber(prev)
-	restoredN, _ := versionNumber(restored)
-	enabled, err := store.EnabledVersions(ctx, x.secretName)
-	if err != nil {
-		return fmt.Errorf("listing the versions of %s: %w", x.secretName, err)
-	}
-	var disabled []string
-	for _, v := range enabled {
-		if n, ok := versionNumber(v); ok && n > prevN && n < restoredN {
-			if err := store.Disable(ctx, v); err != nil {
-				return fmt.Errorf("disabling %s: %w", v, err)
-			}
-			disabled = append(disabled, v)
-		}
-	}
-	run.Log().InfoContext(ctx, "restored the previous DSN", "previous", prev, "restored", restored, "disabled", disabled)
 	run.Progress(ctx, fmt.Sprintf("Re-added the DSN of %s (role %s) as %s", prev, run.Fact(factOldRole), restored))
 	return nil
 }
@@ -154,31 +107,9 @@ func (x *rotation) dropNewRole(ctx context.Context, run rotators.Run) error {
 // role then would break the workloads at their next sync.
 func (x *rotation) checkNewRoleUnused(ctx context.Context, run rotators.Run) error {
 	prev := run.Fact(factPrevVersion)
-	if prev == "" {
-		return nil // nothing was ever added
-	}
-	store, err := x.store()
-	if err != nil {
+	latest, err := gsmsteps.LatestAdded(ctx, x.r.clients.Store, x.secretName, prev, run.Fact(factRestoredVersion))
+	if err != nil || latest == "" {
 		return err
 	}
-	latest, err := store.LatestEnabled(ctx, x.secretName)
-	switch {
-	case errors.Is(err, gsm.ErrNoVersion):
-		return nil
-	case err != nil:
-		return fmt.Errorf("reading the current version of %s: %w", x.secretName, err)
-	case latest == prev || latest == run.Fact(factRestoredVersion):
-		return nil
-	}
 	return rotators.Permanent(fmt.Errorf("not dropping the new role: %s, the latest version of %s, may hold its DSN; restore %s first", latest, x.secretName, prev))
-}
-
-// versionNumber returns n of ".../versions/<n>".
-func versionNumber(version string) (uint64, bool) {
-	_, id, ok := strings.Cut(version, "/versions/")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(id, 10, 64)
-	return n, err == nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
 // Rollback puts back the old password everywhere, in an order that keeps
@@ -19,29 +20,34 @@ import (
 //
 // The old password is read from the backup Secret each time.
 
+// openWithOld opens a session and reads the old password from the backup;
+// the caller closes the session when err is nil.
+func (x *rotation) openWithOld(ctx context.Context, run rotators.Run) (*session, secret.Value, error) {
+	s, err := x.open(run)
+	if err != nil {
+		return nil, secret.Value{}, err
+	}
+	old, err := s.old(ctx)
+	if err != nil {
+		s.close()
+		return nil, secret.Value{}, err
+	}
+	return s, old, nil
+}
+
 // restoreOldPassword (acl) makes the old password valid again if it was removed.
 func (x *rotation) restoreOldPassword(ctx context.Context, run rotators.Run) error {
 	if run.Fact(factPasswordAdded) == "" {
 		return rotators.ErrNothingToUndo
 	}
-	s, err := x.open(run)
+	s, old, err := x.openWithOld(ctx, run)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	old, err := s.old(ctx)
+	u, err := x.requireUser(ctx, s)
 	if err != nil {
 		return err
-	}
-	if _, err := s.connectAdmin(ctx); err != nil {
-		return err
-	}
-	u, err := s.getUser(ctx, x.aclUser)
-	if err != nil {
-		return err
-	}
-	if u == nil {
-		return rotators.Permanent(fmt.Errorf("Redis has no user %s", x.aclUser))
 	}
 	if u.hasPassword(hashOf(old)) {
 		if run.Fact(factOldRemoved) == "" {
@@ -62,15 +68,11 @@ func (x *rotation) restoreRequirepass(ctx context.Context, run rotators.Run) err
 	if run.Fact(factRequirepassSet) == "" {
 		return rotators.ErrNothingToUndo
 	}
-	s, err := x.open(run)
+	s, old, err := x.openWithOld(ctx, run)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	old, err := s.old(ctx)
-	if err != nil {
-		return err
-	}
 	which, err := s.connectAdmin(ctx)
 	if err != nil {
 		return err
@@ -79,15 +81,8 @@ func (x *rotation) restoreRequirepass(ctx context.Context, run rotators.Run) err
 		run.Progress(ctx, "Redis already requires the old password")
 		return nil
 	}
-	if err := s.setRequirepass(ctx, old); err != nil {
+	if err := x.requirePassword(ctx, s, old, "old"); err != nil {
 		return err
-	}
-	ok, err := s.authenticates(ctx, redisDefaultUser, old)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("Redis at %s refuses the old password after CONFIG SET requirepass", x.address)
 	}
 	run.Log().InfoContext(ctx, "set requirepass back", "address", x.address)
 	run.Progress(ctx, "Redis requires the old password again")
@@ -128,15 +123,11 @@ func (x *rotation) removeNewPassword(ctx context.Context, run rotators.Run) erro
 	if run.Fact(factPasswordAdded) == "" {
 		return rotators.ErrNothingToUndo
 	}
-	s, err := x.open(run)
+	s, old, err := x.openWithOld(ctx, run)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	old, err := s.old(ctx)
-	if err != nil {
-		return err
-	}
 	n, err := x.keepOnly(ctx, s, old, "")
 	if err != nil {
 		return err
