@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/kindconfig"
 )
 
 // Providers.
@@ -37,11 +38,11 @@ const (
 
 // EnvPlaceholder is the one placeholder a string value may contain; Plan
 // replaces it with the request's environment.
-const EnvPlaceholder = "{env}"
+const EnvPlaceholder = kindconfig.EnvPlaceholder
 
 // sampleEnv stands in for the environment when a value is validated before
 // any request exists.
-const sampleEnv = "env"
+const sampleEnv = kindconfig.SampleEnv
 
 // Config is an apikey target's settings, as decoded from the config file
 // (the generic keys kind, description and approvers are the loader's).
@@ -109,29 +110,29 @@ const (
 // validate checks c and returns its settings, or the problems found, with
 // paths relative to the target.
 func validate(c Config) (settings, []rotators.Problem) {
-	v := validator{}
+	v := validator{kindconfig.Validator{DurationExample: "2m, 90s"}}
 	s := settings{Config: c}
 
 	switch c.Provider {
 	case ProviderOpenAI, ProviderSendGrid, ProviderManual:
 	case "":
-		v.add("provider", "is required (openai, sendgrid or manual)")
+		v.Add("provider", "is required (openai, sendgrid or manual)")
 	default:
-		v.add("provider", fmt.Sprintf("%q is not a provider (openai, sendgrid or manual)", c.Provider))
+		v.Add("provider", fmt.Sprintf("%q is not a provider (openai, sendgrid or manual)", c.Provider))
 	}
 
-	v.name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
-	v.name("secret_manager.project", c.SecretManager.Project, gcpProjectPattern, "a GCP project id")
-	v.name("secret_manager.secret", c.SecretManager.Secret, gsmSecretIDPattern, "a Secret Manager secret id")
-	v.name("external_secret", c.ExternalSecret, dnsSubdomainPattern, "an ExternalSecret name")
+	v.Name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
+	v.Name("secret_manager.project", c.SecretManager.Project, gcpProjectPattern, "a GCP project id")
+	v.Name("secret_manager.secret", c.SecretManager.Secret, gsmSecretIDPattern, "a Secret Manager secret id")
+	v.Name("external_secret", c.ExternalSecret, dnsSubdomainPattern, "an ExternalSecret name")
 	if len(c.Deployments) == 0 {
-		v.add("deployments", "is required: at least one deployment to restart")
+		v.Add("deployments", "is required: at least one deployment to restart")
 	}
 	for i, d := range c.Deployments {
 		path := fmt.Sprintf("deployments[%d]", i)
-		v.name(path, d, dnsSubdomainPattern, "a Deployment name")
+		v.Name(path, d, dnsSubdomainPattern, "a Deployment name")
 		if slices.Index(c.Deployments, d) < i {
-			v.add(path, fmt.Sprintf("%q is listed twice", d))
+			v.Add(path, fmt.Sprintf("%q is listed twice", d))
 		}
 	}
 
@@ -141,10 +142,10 @@ func validate(c Config) (settings, []rotators.Problem) {
 	// A regexp may use braces as repetition ({2,3}), so only {env} is
 	// expanded here and nothing else is treated as a placeholder.
 	if _, err := regexp.Compile(expandPattern(s.LogErrorPattern, sampleEnv)); err != nil {
-		v.add("log_error_pattern", fmt.Sprintf("is not a valid Go regexp: %v", err))
+		v.Add("log_error_pattern", fmt.Sprintf("is not a valid Go regexp: %v", err))
 	}
-	s.syncTimeout = v.duration("sync_timeout", c.SyncTimeout, DefaultSyncTimeout, maxSyncTimeout)
-	s.rolloutTimeout = v.duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout)
+	s.syncTimeout = v.Duration("sync_timeout", c.SyncTimeout, DefaultSyncTimeout, maxSyncTimeout, false)
+	s.rolloutTimeout = v.Duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout, false)
 
 	v.section("openai", c.OpenAI != nil, c.Provider == ProviderOpenAI, true)
 	v.section("sendgrid", c.SendGrid != nil, c.Provider == ProviderSendGrid, true)
@@ -155,8 +156,8 @@ func validate(c Config) (settings, []rotators.Problem) {
 			o.APIBase = DefaultOpenAIBase
 		}
 		v.baseURL("openai.api_base", o.APIBase)
-		v.name("openai.project_id", o.ProjectID, providerIDPattern, "an OpenAI project id (proj_…)")
-		v.name("openai.admin_key_env", o.AdminKeyEnv, credNamePattern, "a credential name (an environment variable name)")
+		v.Name("openai.project_id", o.ProjectID, providerIDPattern, "an OpenAI project id (proj_…)")
+		v.Name("openai.admin_key_env", o.AdminKeyEnv, credNamePattern, "a credential name (an environment variable name)")
 		s.OpenAI = &o
 	}
 	if c.SendGrid != nil {
@@ -168,76 +169,31 @@ func validate(c Config) (settings, []rotators.Problem) {
 		// SendGrid gives a key without scopes full access: rotary never
 		// creates one by omission.
 		if len(g.Scopes) == 0 {
-			v.add("sendgrid.scopes", "is required: the new key's scopes (SendGrid grants full access when none are given)")
+			v.Add("sendgrid.scopes", "is required: the new key's scopes (SendGrid grants full access when none are given)")
 		}
 		for i, sc := range g.Scopes {
-			v.name(fmt.Sprintf("sendgrid.scopes[%d]", i), sc, scopePattern, "a SendGrid scope (e.g. mail.send)")
+			v.Name(fmt.Sprintf("sendgrid.scopes[%d]", i), sc, scopePattern, "a SendGrid scope (e.g. mail.send)")
 		}
 		g.Scopes = slices.Clone(g.Scopes)
-		v.name("sendgrid.admin_key_env", g.AdminKeyEnv, credNamePattern, "a credential name (an environment variable name)")
+		v.Name("sendgrid.admin_key_env", g.AdminKeyEnv, credNamePattern, "a credential name (an environment variable name)")
 		s.SendGrid = &g
 	}
 	if c.Manual != nil {
 		m := *c.Manual
 		if m.DashboardURL != "" {
-			v.placeholders("manual.dashboard_url", m.DashboardURL)
+			v.Placeholders("manual.dashboard_url", m.DashboardURL)
 			if u, err := url.Parse(strings.ReplaceAll(m.DashboardURL, EnvPlaceholder, sampleEnv)); err != nil || u.Scheme != "https" || u.Host == "" {
-				v.add("manual.dashboard_url", "must be an https:// URL")
+				v.Add("manual.dashboard_url", "must be an https:// URL")
 			}
 		}
 		s.Manual = &m
 	}
 	s.Deployments = slices.Clone(c.Deployments)
-	return s, v.problems
+	return s, v.Problems()
 }
 
-type validator struct{ problems []rotators.Problem }
-
-func (v *validator) add(path, msg string) {
-	v.problems = append(v.problems, rotators.Problem{Path: path, Message: msg})
-}
-
-// placeholders reports braces other than {env}: a typo such as {ENV} or
-// {target} would otherwise reach Kubernetes or a provider literally.
-func (v *validator) placeholders(path, s string) bool {
-	if strings.ContainsAny(strings.ReplaceAll(s, EnvPlaceholder, ""), "{}") {
-		v.add(path, fmt.Sprintf("%q uses a placeholder other than %s (the only one there is)", s, EnvPlaceholder))
-		return false
-	}
-	return true
-}
-
-// name checks a required name against pattern, with {env} expanded.
-func (v *validator) name(path, s, pattern, what string) {
-	if s == "" {
-		v.add(path, "is required")
-		return
-	}
-	if !v.placeholders(path, s) {
-		return
-	}
-	if !regexp.MustCompile(pattern).MatchString(strings.ReplaceAll(s, EnvPlaceholder, sampleEnv)) {
-		v.add(path, fmt.Sprintf("%q is not %s", s, what))
-	}
-}
-
-func (v *validator) duration(path, s string, def, maxD time.Duration) time.Duration {
-	if s == "" {
-		return def
-	}
-	d, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		v.add(path, fmt.Sprintf("%q is not a duration (e.g. 2m, 90s)", s))
-	case d <= 0:
-		v.add(path, "must be positive")
-	case d > maxD:
-		v.add(path, fmt.Sprintf("%s is longer than the maximum %s", d, maxD))
-	default:
-		return d
-	}
-	return def
-}
+// validator is the shared kindconfig.Validator plus this kind's own checks.
+type validator struct{ kindconfig.Validator }
 
 // section checks that a provider section is present when its provider is
 // chosen (if required) and absent otherwise, so a misplaced section is not
@@ -245,30 +201,30 @@ func (v *validator) duration(path, s string, def, maxD time.Duration) time.Durat
 func (v *validator) section(path string, present, chosen, required bool) {
 	switch {
 	case chosen && required && !present:
-		v.add(path, "is required when provider is "+path)
+		v.Add(path, "is required when provider is "+path)
 	case !chosen && present:
-		v.add(path, "is only used when provider is "+path)
+		v.Add(path, "is only used when provider is "+path)
 	}
 }
 
 // baseURL accepts https URLs, and plain http to a loopback address (a local
 // proxy or test server): the admin key must not cross a network in clear.
 func (v *validator) baseURL(path, s string) {
-	if !v.placeholders(path, s) {
+	if !v.Placeholders(path, s) {
 		return
 	}
 	u, err := url.Parse(strings.ReplaceAll(s, EnvPlaceholder, sampleEnv))
 	switch {
 	case err != nil || u.Host == "" || !u.IsAbs():
-		v.add(path, fmt.Sprintf("%q is not an absolute URL", s))
+		v.Add(path, fmt.Sprintf("%q is not an absolute URL", s))
 	case u.User != nil:
-		v.add(path, "must not contain credentials; name them in admin_key_env")
+		v.Add(path, "must not contain credentials; name them in admin_key_env")
 	case u.RawQuery != "" || u.Fragment != "":
-		v.add(path, "must not have a query or fragment")
+		v.Add(path, "must not have a query or fragment")
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	default:
-		v.add(path, "must be https:// (plain http only to a loopback address)")
+		v.Add(path, "must be https:// (plain http only to a loopback address)")
 	}
 }
 

@@ -1,12 +1,8 @@
 package apikey
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,6 +15,7 @@ import (
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/gsm"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -31,119 +28,12 @@ func yamlDecode(src string) func(any) error {
 	}
 }
 
-var testNow = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+var testNow = rotatorstest.DefaultNow
 
-// fakeRun is the executor's side of a step: persisted facts, memory-only
-// secrets, recorded progress and prompts, and a logger writing to a buffer.
-type fakeRun struct {
-	spec      rotators.Spec
-	now       time.Time
-	requester string
-	approver  string
+// fakeRun is the executor's side of a step, recorded in memory.
+type fakeRun = rotatorstest.Run
 
-	mu       sync.Mutex
-	facts    map[string]string
-	secrets  map[string]secret.Value
-	progress []string
-	prompts  []rotators.Prompt
-	records  []string // fact keys in the order recorded
-	// answer answers Ask; nil answers an error.
-	answer func(p rotators.Prompt) (secret.Value, error)
-	// onRecord, if set, sees each Record before it is applied.
-	onRecord func(key, value string)
-	logBuf   *bytes.Buffer
-	log      *slog.Logger
-}
-
-func newFakeRun(spec rotators.Spec) *fakeRun {
-	buf := &bytes.Buffer{}
-	return &fakeRun{
-		spec: spec, now: testNow, requester: "U01ALICE", approver: "U02BOB",
-		facts: map[string]string{}, secrets: map[string]secret.Value{},
-		logBuf: buf, log: slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-}
-
-// restarted is the same run after a process restart: facts survive,
-// memory-only secrets do not.
-func (f *fakeRun) restarted() *fakeRun {
-	g := newFakeRun(f.spec)
-	g.facts = maps.Clone(f.facts)
-	g.now = f.now
-	g.answer = f.answer
-	g.logBuf, g.log = f.logBuf, f.log
-	return g
-}
-
-func (f *fakeRun) RequestID() string { return f.spec.RequestID }
-func (f *fakeRun) Target() string    { return f.spec.Target }
-func (f *fakeRun) Env() string       { return f.spec.Env }
-func (f *fakeRun) Emergency() bool   { return f.spec.Emergency }
-func (f *fakeRun) Requester() string { return f.requester }
-func (f *fakeRun) Approver() string  { return f.approver }
-func (f *fakeRun) Now() time.Time    { return f.now }
-func (f *fakeRun) Log() *slog.Logger { return f.log }
-
-func (f *fakeRun) Fact(key string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.facts[key]
-}
-
-func (f *fakeRun) Record(_ context.Context, key, value string) error {
-	if f.onRecord != nil {
-		f.onRecord(key, value)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.facts[key] = value
-	f.records = append(f.records, key)
-	return nil
-}
-
-func (f *fakeRun) Secret(key string) (secret.Value, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.secrets[key]
-	return v, ok
-}
-
-func (f *fakeRun) KeepSecret(key string, v secret.Value) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.secrets[key] = v
-}
-
-func (f *fakeRun) Progress(_ context.Context, detail string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.progress = append(f.progress, detail)
-}
-
-func (f *fakeRun) Ask(_ context.Context, p rotators.Prompt) (secret.Value, error) {
-	f.mu.Lock()
-	f.prompts = append(f.prompts, p)
-	answer := f.answer
-	f.mu.Unlock()
-	if answer == nil {
-		return secret.Value{}, errors.New("nobody answers in this test")
-	}
-	return answer(p)
-}
-
-// texts is everything a run made visible: progress lines, facts, the log.
-func (f *fakeRun) texts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := slices.Clone(f.progress)
-	for k, v := range f.facts {
-		out = append(out, k+"="+v)
-	}
-	for _, p := range f.prompts {
-		out = append(out, p.Label)
-	}
-	return append(out, f.logBuf.String())
-}
+func newFakeRun(spec rotators.Spec) *fakeRun { return rotatorstest.New(spec) }
 
 // fakeStore is an in-memory Secret Manager holding one secret.
 type fakeStore struct {
@@ -375,27 +265,4 @@ func (c *fakeCluster) callList() []string {
 }
 
 // fakeCreds resolves credential names from a map.
-type fakeCreds map[string]string
-
-func (c fakeCreds) Lookup(name string) (secret.Value, error) {
-	v, ok := c[name]
-	if !ok {
-		return secret.Value{}, fmt.Errorf("credential %s is not set", name)
-	}
-	return secret.FromString(v), nil
-}
-
-// assertNoLeak fails when any text contains any of the values.
-func assertNoLeak(t *testing.T, values []string, texts ...string) {
-	t.Helper()
-	for _, v := range values {
-		if v == "" {
-			continue
-		}
-		for _, s := range texts {
-			if strings.Contains(s, v) {
-				t.Errorf("secret value leaked into %q", s)
-			}
-		}
-	}
-}
+type fakeCreds = rotatorstest.Creds

@@ -81,7 +81,7 @@ deployments: [ai-orchestrator, ai-worker]
 func (f *fixture) newRun() *fakeRun {
 	r := newFakeRun(f.spec)
 	if f.provider == ProviderManual {
-		r.answer = func(p rotators.Prompt) (secret.Value, error) {
+		r.Answer = func(_ context.Context, p rotators.Prompt) (secret.Value, error) {
 			if p.ID == PromptPasteKey {
 				return secret.FromString("  rk_live_MANUALNEWKEY-pasted\n"), nil
 			}

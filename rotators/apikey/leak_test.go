@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 )
 
 // Runs every path that handles a key — creation, a lost value, provider
@@ -25,7 +26,7 @@ func TestNoSecretInLogsProgressFactsOrErrors(t *testing.T) {
 			f.failNext(1, 500)
 			try(run, StepNewKey)
 			try(run, StepNewKey)
-			run = run.restarted() // the value is lost
+			run = run.Restarted() // the value is lost
 			try(run, StepStoreVersion)
 			try(run, StepNewKey)
 			try(run, StepStoreVersion)
@@ -48,8 +49,8 @@ func TestNoSecretInLogsProgressFactsOrErrors(t *testing.T) {
 				t.Fatalf("the scenario produced too few errors to be meaningful: %q", errs)
 			}
 			secrets := append(append(f.issued(), f2.issued()...), testAdminKey, testOldValue)
-			texts := append(append(errs, run.texts()...), run2.texts()...)
-			assertNoLeak(t, secrets, texts...)
+			texts := append(append(errs, run.Texts()...), run2.Texts()...)
+			rotatorstest.AssertNoLeak(t, secrets, texts...)
 			if p != ProviderManual && len(f.issued()) < 2 {
 				t.Errorf("issued %d keys; the lost-value path did not run", len(f.issued()))
 			}

@@ -31,7 +31,7 @@ func TestRollbackNothingToUndo(t *testing.T) {
 				f := newFixture(t, p)
 				run := f.newRun()
 				for k, v := range tt.facts {
-					run.facts[k] = v
+					run.SetFact(k, v)
 				}
 				for _, name := range rollbackSteps() {
 					if err := f.run(run, name); !errors.Is(err, rotators.ErrNothingToUndo) {
@@ -59,8 +59,8 @@ func TestRollbackAfterFailedVerify(t *testing.T) {
 				t.Fatal("verify passed")
 			}
 			syncsBefore := len(f.cluster.callList())
-			run.now = testNow.Add(5 * time.Minute) // rollback runs later
-			at := run.now.Unix()
+			run.SetNow(testNow.Add(5 * time.Minute)) // rollback runs later
+			at := run.Now().Unix()
 
 			for _, name := range rollbackSteps() {
 				f.mustRun(run, name, name) // twice: one effect
@@ -91,7 +91,7 @@ func TestRollbackAfterFailedVerify(t *testing.T) {
 				t.Errorf("rollback cluster calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
 			}
 			if p == ProviderManual {
-				if last := run.progress[len(run.progress)-1]; !strings.Contains(last, "delete it by hand") || !strings.Contains(last, "dashboard.stripe.com") {
+				if last := run.ProgressLines()[len(run.ProgressLines())-1]; !strings.Contains(last, "delete it by hand") || !strings.Contains(last, "dashboard.stripe.com") {
 					t.Errorf("progress = %q", last)
 				}
 				return
@@ -117,7 +117,7 @@ func TestRollbackRefusedAfterRevokeStarted(t *testing.T) {
 			// revoke fails after recording its intent
 			f.store.failDisable = errors.New("unavailable")
 			if p == ProviderManual {
-				run.answer = nil // nobody confirms
+				run.Answer = nil // nobody confirms
 			}
 			if err := f.run(run, StepRevoke); err == nil {
 				t.Fatal("revoke passed")

@@ -1,6 +1,7 @@
 package apikey
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -106,7 +108,7 @@ func TestHappyPath(t *testing.T) {
 			if got := f.cluster.callList(); !slices.Equal(got, want) {
 				t.Errorf("cluster calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
-			assertNoLeak(t, append(f.issued(), testAdminKey, testOldValue), run.texts()...)
+			rotatorstest.AssertNoLeak(t, append(f.issued(), testAdminKey, testOldValue), run.Texts()...)
 		})
 	}
 }
@@ -126,13 +128,13 @@ func TestForwardStepsIdempotent(t *testing.T) {
 			}
 			if p == ProviderManual {
 				asked := 0
-				for _, pr := range run.prompts {
+				for _, pr := range run.Prompts() {
 					if pr.ID == PromptPasteKey {
 						asked++
 					}
 				}
-				if asked != 1 || len(run.prompts) != 2 {
-					t.Errorf("prompts = %v, want paste_key once and revoked once", run.prompts)
+				if asked != 1 || len(run.Prompts()) != 2 {
+					t.Errorf("prompts = %v, want paste_key once and revoked once", run.Prompts())
 				}
 			}
 			if f.store.adds != 1 {
@@ -150,7 +152,7 @@ func TestForwardStepsIdempotent(t *testing.T) {
 				t.Errorf("distinct sync/restart calls = %v, want 3", stamps)
 			}
 			// After a restart (secrets gone), finished steps stay finished.
-			again := run.restarted()
+			again := run.Restarted()
 			f.mustRun(again, StepNewKey, StepStoreVersion)
 			if f.store.adds != 1 || (p != ProviderManual && f.creates() != 1) {
 				t.Errorf("after a restart: adds=%d creates=%d", f.store.adds, f.creates())
@@ -164,10 +166,11 @@ func TestNewKeyRecordsIntentAndKeepsSecret(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			f := newFixture(t, p)
 			run := f.newRun()
-			run.onRecord = func(key, value string) {
+			run.OnRecord = func(key, value string) error {
 				if key == factNewKeyName && f.creates() != 0 {
 					t.Error("new_key_name recorded after the key was created")
 				}
+				return nil
 			}
 			f.mustRun(run, StepNewKey)
 			if got := run.Fact(factNewKeyName); got != "rotary:ai:prod:R0042" {
@@ -217,7 +220,7 @@ func TestSecretLostRemakesKey(t *testing.T) {
 			f.mustRun(run, StepNewKey)
 			firstID := run.Fact(factNewKeyID)
 
-			run = run.restarted()
+			run = run.Restarted()
 			err := f.run(run, StepStoreVersion)
 			var lost *rotators.SecretLostError
 			if !errors.As(err, &lost) || lost.From != StepNewKey {
@@ -298,10 +301,10 @@ func TestManualNewKey(t *testing.T) {
 	f := newFixture(t, ProviderManual)
 	run := f.newRun()
 	f.mustRun(run, StepNewKey)
-	if len(run.prompts) != 1 {
-		t.Fatalf("prompts = %v", run.prompts)
+	if len(run.Prompts()) != 1 {
+		t.Fatalf("prompts = %v", run.Prompts())
 	}
-	p := run.prompts[0]
+	p := run.Prompts()[0]
 	if p.ID != PromptPasteKey || !p.Secret || p.Audience != rotators.AudienceRequester || p.Label != "Create a new restricted key in the Ai dashboard (https://dashboard.stripe.com/apikeys) and paste it here" {
 		t.Errorf("prompt = %+v", p)
 	}
@@ -311,7 +314,7 @@ func TestManualNewKey(t *testing.T) {
 	}
 
 	empty := f.newRun()
-	empty.answer = func(rotators.Prompt) (secret.Value, error) { return secret.FromString(" \n"), nil }
+	empty.Answer = func(context.Context, rotators.Prompt) (secret.Value, error) { return secret.FromString(" \n"), nil }
 	if err := f.run(empty, StepNewKey); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty answer: err = %v", err)
 	}
@@ -320,7 +323,9 @@ func TestManualNewKey(t *testing.T) {
 	}
 
 	same := f.newRun()
-	same.answer = func(rotators.Prompt) (secret.Value, error) { return secret.FromString(testOldValue), nil }
+	same.Answer = func(context.Context, rotators.Prompt) (secret.Value, error) {
+		return secret.FromString(testOldValue), nil
+	}
 	f.mustRun(same, StepNewKey)
 	err := f.run(same, StepStoreVersion)
 	if err == nil || !rotators.IsPermanent(err) || !strings.Contains(err.Error(), "already holds") {
@@ -378,10 +383,11 @@ func TestStoreVersionWithoutPreviousVersion(t *testing.T) {
 func TestSync(t *testing.T) {
 	f := newFixture(t, ProviderOpenAI, "sync_timeout: 45s")
 	run := f.newRun()
-	run.onRecord = func(key, _ string) {
+	run.OnRecord = func(key, _ string) error {
 		if key == factSyncAt && len(f.cluster.callList()) != 0 {
 			t.Error("sync_at recorded after the force-sync")
 		}
+		return nil
 	}
 	f.mustRun(run, StepSync)
 	if d := f.cluster.waitDeadline["sync"]; d <= 0 || d > 45*time.Second {
@@ -403,7 +409,7 @@ func TestRestartOrderAndProgress(t *testing.T) {
 	f.cluster.rolloutMsgs = []string{"1 of 2 updated replicas are available...", "1 of 2 updated replicas are available...", "rolled out"}
 	run := f.newRun()
 	// A restart stamp from an earlier attempt is reused.
-	run.facts[factRestartAt] = "2026-11-26T09:59:00Z"
+	run.SetFact(factRestartAt, "2026-11-26T09:59:00Z")
 	f.mustRun(run, StepRestart)
 	want := []string{
 		"restart aivo-prod/ai-orchestrator 2026-11-26T09:59:00Z",
@@ -418,13 +424,13 @@ func TestRestartOrderAndProgress(t *testing.T) {
 		t.Errorf("rollout deadline in %s, want within 3m", d)
 	}
 	n := 0
-	for _, p := range run.progress {
+	for _, p := range run.ProgressLines() {
 		if p == "ai-orchestrator: 1 of 2 updated replicas are available..." {
 			n++
 		}
 	}
 	if n != 1 {
-		t.Errorf("repeated rollout message shown %d times: %q", n, run.progress)
+		t.Errorf("repeated rollout message shown %d times: %q", n, run.ProgressLines())
 	}
 }
 
@@ -434,7 +440,7 @@ func TestVerify(t *testing.T) {
 	if err := f.run(run, StepVerify); err == nil || !rotators.IsPermanent(err) {
 		t.Errorf("verify without a restart: err = %v", err)
 	}
-	run.facts[factRestartAt] = "2026-11-26T10:00:00Z"
+	run.SetFact(factRestartAt, "2026-11-26T10:00:00Z")
 	f.mustRun(run, StepVerify)
 	if !f.cluster.scanSince.Equal(testNow) || f.cluster.scanPattern != "(?i)(error|prod-denied)" {
 		t.Errorf("scan since %s pattern %q", f.cluster.scanSince, f.cluster.scanPattern)
@@ -469,7 +475,7 @@ func TestRevokeDeletesOnlyOlderRotaryKeys(t *testing.T) {
 			if got := f.keyNames(); !slices.Equal(got, want) {
 				t.Errorf("keys = %v, want %v", got, want)
 			}
-			last := run.progress[len(run.progress)-1]
+			last := run.ProgressLines()[len(run.ProgressLines())-1]
 			if !strings.Contains(last, "Revoked 1 old") || !strings.Contains(last, "Disabled "+f.store.secretName+"/versions/1") {
 				t.Errorf("progress = %q", last)
 			}
@@ -489,7 +495,7 @@ func TestRevokeOldKeyMadeByHand(t *testing.T) {
 			f.seedKey("hand-made prod key")
 			run := f.newRun()
 			f.mustRun(run, forward()...)
-			last := run.progress[len(run.progress)-1]
+			last := run.ProgressLines()[len(run.ProgressLines())-1]
 			where := map[string]string{ProviderOpenAI: "OpenAI dashboard, project " + testProject, ProviderSendGrid: "SendGrid dashboard"}[p]
 			if !strings.Contains(last, "must be revoked by hand") || !strings.Contains(last, where) {
 				t.Errorf("progress = %q, want a by-hand note naming %q", last, where)
@@ -507,7 +513,7 @@ func TestRevokeManual(t *testing.T) {
 	f.mustRun(run, forward()...)
 	f.mustRun(run, StepRevoke)
 	var revoked []rotators.Prompt
-	for _, p := range run.prompts {
+	for _, p := range run.Prompts() {
 		if p.ID == PromptRevoked {
 			revoked = append(revoked, p)
 		}
@@ -541,9 +547,9 @@ func TestNilClientsFailClearly(t *testing.T) {
 			run.KeepSecret(secretNewKey, secret.FromString("v"))
 		}
 		if s.Name == StepRevoke {
-			run.facts[factNewVersion] = "projects/p/secrets/s/versions/2"
+			run.SetFact(factNewVersion, "projects/p/secrets/s/versions/2")
 		}
-		run.facts[factRestartAt] = "2026-11-26T10:00:00Z"
+		run.SetFact(factRestartAt, "2026-11-26T10:00:00Z")
 		err := s.Run(t.Context(), run)
 		if err == nil || !rotators.IsPermanent(err) || !strings.Contains(err.Error(), want[s.Name]) {
 			t.Errorf("%s: err = %v, want permanent %q", s.Name, err, want[s.Name])

@@ -3,7 +3,6 @@ package database
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/kindconfig"
 )
 
 // Defaults of optional settings.
@@ -33,7 +33,7 @@ const (
 // Placeholders. {env} may appear in every string but check_query (SQL may
 // hold braces of its own); the others only where their doc says.
 const (
-	EnvPlaceholder      = "{env}"
+	EnvPlaceholder      = kindconfig.EnvPlaceholder
 	DatePlaceholder     = "{date}"     // role_pattern: yyyymmdd (UTC)
 	RequestPlaceholder  = "{request}"  // role_pattern: the request id, lowercase, - as _
 	UserPlaceholder     = "{user}"     // dsn_template userinfo
@@ -43,7 +43,7 @@ const (
 // Sample values that stand in for placeholders when a value is validated
 // before any request exists.
 const (
-	sampleEnv     = "env"
+	sampleEnv     = kindconfig.SampleEnv
 	sampleDate    = "20261126"
 	sampleRequest = "r_23456789"
 )
@@ -104,21 +104,21 @@ const dsnUserinfo = UserPlaceholder + ":" + PasswordPlaceholder
 // validate checks c and returns its settings, or the problems found, with
 // paths relative to the target.
 func validate(c Config) (settings, []rotators.Problem) {
-	v := validator{}
+	v := validator{kindconfig.Validator{DurationExample: "2m, 90s", MorePlaceholders: true}}
 	s := settings{Config: c}
 
-	v.name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
-	v.name("secret_manager.project", c.SecretManager.Project, gcpProjectPattern, "a GCP project id")
-	v.name("secret_manager.secret", c.SecretManager.Secret, gsmSecretIDPattern, "a Secret Manager secret id")
-	v.name("external_secret", c.ExternalSecret, dnsSubdomainPattern, "an ExternalSecret name")
+	v.Name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
+	v.Name("secret_manager.project", c.SecretManager.Project, gcpProjectPattern, "a GCP project id")
+	v.Name("secret_manager.secret", c.SecretManager.Secret, gsmSecretIDPattern, "a Secret Manager secret id")
+	v.Name("external_secret", c.ExternalSecret, dnsSubdomainPattern, "an ExternalSecret name")
 	if len(c.Deployments) == 0 {
-		v.add("deployments", "is required: at least one deployment to restart")
+		v.Add("deployments", "is required: at least one deployment to restart")
 	}
 	for i, d := range c.Deployments {
 		path := fmt.Sprintf("deployments[%d]", i)
-		v.name(path, d, dnsSubdomainPattern, "a Deployment name")
+		v.Name(path, d, dnsSubdomainPattern, "a Deployment name")
 		if slices.Index(c.Deployments, d) < i {
-			v.add(path, fmt.Sprintf("%q is listed twice", d))
+			v.Add(path, fmt.Sprintf("%q is listed twice", d))
 		}
 	}
 	s.Deployments = slices.Clone(c.Deployments)
@@ -128,46 +128,46 @@ func validate(c Config) (settings, []rotators.Problem) {
 	if dbOK {
 		v.dsnTemplate("dsn_template", c.DSNTemplate, c.Database)
 	} else if c.DSNTemplate == "" {
-		v.add("dsn_template", "is required")
+		v.Add("dsn_template", "is required")
 	}
 
 	s.Schemas = slices.Clone(c.Schemas)
 	if c.Schemas == nil {
 		s.Schemas = []string{DefaultSchema}
 	} else if len(c.Schemas) == 0 {
-		v.add("schemas", "must list at least one schema (leave it out for [public])")
+		v.Add("schemas", "must list at least one schema (leave it out for [public])")
 	}
 	for i, sc := range c.Schemas {
 		path := fmt.Sprintf("schemas[%d]", i)
 		v.ident(path, sc, true)
 		if slices.Index(c.Schemas, sc) < i {
-			v.add(path, fmt.Sprintf("%q is listed twice", sc))
+			v.Add(path, fmt.Sprintf("%q is listed twice", sc))
 		}
 	}
 
 	if strings.TrimSpace(c.CheckQuery) == "" {
 		if c.CheckQuery != "" {
-			v.add("check_query", "is blank (leave it out for "+DefaultCheckQuery+")")
+			v.Add("check_query", "is blank (leave it out for "+DefaultCheckQuery+")")
 		}
 		s.CheckQuery = DefaultCheckQuery
 	} else if strings.ContainsRune(c.CheckQuery, 0) {
-		v.add("check_query", "contains a NUL character")
+		v.Add("check_query", "contains a NUL character")
 	}
 	if c.CheckTable != "" {
 		schema, table := splitTable(c.CheckTable)
 		if strings.HasPrefix(c.CheckTable, ".") || strings.HasSuffix(c.CheckTable, ".") {
-			v.add("check_table", fmt.Sprintf("%q has an empty schema or table name (write table or schema.table)", c.CheckTable))
+			v.Add("check_table", fmt.Sprintf("%q has an empty schema or table name (write table or schema.table)", c.CheckTable))
 		} else {
 			v.ident("check_table", schema, false)
 			v.ident("check_table", table, true)
 		}
 	}
 
-	s.retireAfter = v.duration("retire_after", c.RetireAfter, DefaultRetireAfter, maxRetireAfter, true)
-	s.syncTimeout = v.duration("sync_timeout", c.SyncTimeout, DefaultSyncTimeout, maxSyncTimeout, false)
-	s.rolloutTimeout = v.duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout, false)
-	v.name("admin_dsn_env", c.AdminDSNEnv, credNamePattern, "a credential name (an environment variable name)")
-	return s, v.problems
+	s.retireAfter = v.Duration("retire_after", c.RetireAfter, DefaultRetireAfter, maxRetireAfter, true)
+	s.syncTimeout = v.Duration("sync_timeout", c.SyncTimeout, DefaultSyncTimeout, maxSyncTimeout, false)
+	s.rolloutTimeout = v.Duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout, false)
+	v.Name("admin_dsn_env", c.AdminDSNEnv, credNamePattern, "a credential name (an environment variable name)")
+	return s, v.Problems()
 }
 
 // splitTable splits check_table's "schema.table" (or "table") at the first
@@ -179,54 +179,23 @@ func splitTable(s string) (schema, table string) {
 	return "", s
 }
 
-type validator struct{ problems []rotators.Problem }
-
-func (v *validator) add(path, msg string) {
-	v.problems = append(v.problems, rotators.Problem{Path: path, Message: msg})
-}
-
-// placeholders reports braces other than the allowed placeholders: a typo
-// such as {ENV} would otherwise reach Kubernetes or PostgreSQL literally.
-func (v *validator) placeholders(path, s string, allowed ...string) bool {
-	rest := s
-	for _, p := range append([]string{EnvPlaceholder}, allowed...) {
-		rest = strings.ReplaceAll(rest, p, "")
-	}
-	if strings.ContainsAny(rest, "{}") {
-		v.add(path, fmt.Sprintf("%q uses a placeholder other than %s", s, strings.Join(append([]string{EnvPlaceholder}, allowed...), ", ")))
-		return false
-	}
-	return true
-}
-
-// name checks a required name against pattern, with {env} expanded.
-func (v *validator) name(path, s, pattern, what string) {
-	if s == "" {
-		v.add(path, "is required")
-		return
-	}
-	if !v.placeholders(path, s) {
-		return
-	}
-	if !regexp.MustCompile(pattern).MatchString(strings.ReplaceAll(s, EnvPlaceholder, sampleEnv)) {
-		v.add(path, fmt.Sprintf("%q is not %s", s, what))
-	}
-}
+// validator is the shared kindconfig.Validator plus this kind's own checks.
+type validator struct{ kindconfig.Validator }
 
 // ident checks a PostgreSQL identifier (any characters are quoted, but not
 // NUL or control characters, and not longer than the server keeps).
 func (v *validator) ident(path, s string, required bool) bool {
 	if s == "" {
 		if required {
-			v.add(path, "is required")
+			v.Add(path, "is required")
 		}
 		return false
 	}
-	if !v.placeholders(path, s) {
+	if !v.Placeholders(path, s) {
 		return false
 	}
 	if msg := identProblem(strings.ReplaceAll(s, EnvPlaceholder, sampleEnv)); msg != "" {
-		v.add(path, fmt.Sprintf("%q %s", s, msg))
+		v.Add(path, fmt.Sprintf("%q %s", s, msg))
 		return false
 	}
 	return true
@@ -251,15 +220,15 @@ func identProblem(s string) string {
 // "_<n>" suffix.
 func (v *validator) rolePattern(path, s string) {
 	if s == "" {
-		v.add(path, "is required (e.g. auth_{date})")
+		v.Add(path, "is required (e.g. auth_{date})")
 		return
 	}
-	if !v.placeholders(path, s, DatePlaceholder, RequestPlaceholder) {
+	if !v.Placeholders(path, s, DatePlaceholder, RequestPlaceholder) {
 		return
 	}
 	name := expandRolePattern(s, sampleEnv, sampleDate, sampleRequest)
 	if msg := roleNameProblem(name, len(roleSuffix(maxRoleSuffix))); msg != "" {
-		v.add(path, fmt.Sprintf("%q gives %q, which %s", s, name, msg))
+		v.Add(path, fmt.Sprintf("%q gives %q, which %s", s, name, msg))
 	}
 }
 
@@ -267,33 +236,33 @@ func (v *validator) rolePattern(path, s string) {
 // exactly {user}:{password} and whose path is the database.
 func (v *validator) dsnTemplate(path, s, database string) {
 	if s == "" {
-		v.add(path, "is required (e.g. postgresql://{user}:{password}@db.internal:5432/aivo_auth?sslmode=require)")
+		v.Add(path, "is required (e.g. postgresql://{user}:{password}@db.internal:5432/aivo_auth?sslmode=require)")
 		return
 	}
-	if !v.placeholders(path, s, UserPlaceholder, PasswordPlaceholder) {
+	if !v.Placeholders(path, s, UserPlaceholder, PasswordPlaceholder) {
 		return
 	}
 	expanded := strings.ReplaceAll(s, EnvPlaceholder, sampleEnv)
 	scheme, rest, ok := splitTemplate(expanded)
 	if !ok {
-		v.add(path, fmt.Sprintf("must be postgresql://%s@host:port/database…", dsnUserinfo))
+		v.Add(path, fmt.Sprintf("must be postgresql://%s@host:port/database…", dsnUserinfo))
 		return
 	}
 	if strings.Contains(rest, UserPlaceholder) || strings.Contains(rest, PasswordPlaceholder) {
-		v.add(path, fmt.Sprintf("uses %s or %s outside the userinfo", UserPlaceholder, PasswordPlaceholder))
+		v.Add(path, fmt.Sprintf("uses %s or %s outside the userinfo", UserPlaceholder, PasswordPlaceholder))
 		return
 	}
 	u, err := url.Parse(scheme + "://u:p@" + rest)
 	switch {
 	case err != nil:
-		v.add(path, "is not a valid URL once {user} and {password} are filled in")
+		v.Add(path, "is not a valid URL once {user} and {password} are filled in")
 	case u.Host == "":
-		v.add(path, "has no host")
+		v.Add(path, "has no host")
 	case u.Fragment != "":
-		v.add(path, "must not have a fragment")
+		v.Add(path, "must not have a fragment")
 	case strings.TrimPrefix(u.Path, "/") != strings.ReplaceAll(database, EnvPlaceholder, sampleEnv):
 		// The application must reach the database the grants are made in.
-		v.add(path, fmt.Sprintf("connects to database %q, not to %q (database)", strings.TrimPrefix(u.Path, "/"), database))
+		v.Add(path, fmt.Sprintf("connects to database %q, not to %q (database)", strings.TrimPrefix(u.Path, "/"), database))
 	}
 }
 
@@ -305,22 +274,4 @@ func splitTemplate(t string) (scheme, rest string, ok bool) {
 		}
 	}
 	return "", "", false
-}
-
-func (v *validator) duration(path, s string, def, maxD time.Duration, zeroOK bool) time.Duration {
-	if s == "" {
-		return def
-	}
-	d, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		v.add(path, fmt.Sprintf("%q is not a duration (e.g. 2m, 90s)", s))
-	case d < 0 || (d == 0 && !zeroOK):
-		v.add(path, "must be positive")
-	case d > maxD:
-		v.add(path, fmt.Sprintf("%s is longer than the maximum %s", d, maxD))
-	default:
-		return d
-	}
-	return def
 }

@@ -1,12 +1,9 @@
 package database
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/gsm"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -30,164 +28,37 @@ func yamlDecode(src string) func(any) error {
 }
 
 // testNowFixed is the clock of tests that reach no server.
-var testNowFixed = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+var testNowFixed = rotatorstest.DefaultNow
 
-// fakeRun is the executor's side of a step: persisted facts, memory-only
-// secrets, recorded progress and prompts, and a logger writing to a buffer.
-type fakeRun struct {
-	spec rotators.Spec
-	now  time.Time
-
-	mu       sync.Mutex
-	facts    map[string]string
-	secrets  map[string]secret.Value
-	progress []string
-	prompts  []rotators.Prompt
-	// answer answers Ask; nil answers an error at once.
-	answer func(ctx context.Context, p rotators.Prompt) (secret.Value, error)
-	// crashAt makes Record of that key fail like a crash: before the fact
-	// is stored (crashBefore) or after.
-	crashAt     string
-	crashBefore bool
-	logBuf      *syncBuffer
-	log         *slog.Logger
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a step and
-// its prompt goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// fakeRun is the executor's side of a step, recorded in memory.
+type fakeRun = rotatorstest.Run
 
 func newFakeRun(spec rotators.Spec, now time.Time) *fakeRun {
-	buf := &syncBuffer{}
-	return &fakeRun{
-		spec: spec, now: now,
-		facts: map[string]string{}, secrets: map[string]secret.Value{},
-		logBuf: buf, log: slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-}
-
-// restarted is the same run after a process restart: facts survive,
-// memory-only secrets do not.
-func (f *fakeRun) restarted() *fakeRun {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	g := newFakeRun(f.spec, f.now)
-	g.facts = maps.Clone(f.facts)
-	g.answer = f.answer
-	g.logBuf, g.log = f.logBuf, f.log
-	g.progress = slices.Clone(f.progress)
-	g.prompts = slices.Clone(f.prompts)
-	return g
-}
-
-func (f *fakeRun) RequestID() string { return f.spec.RequestID }
-func (f *fakeRun) Target() string    { return f.spec.Target }
-func (f *fakeRun) Env() string       { return f.spec.Env }
-func (f *fakeRun) Emergency() bool   { return f.spec.Emergency }
-func (f *fakeRun) Requester() string { return "U01ALICE" }
-func (f *fakeRun) Approver() string  { return "U02BOB" }
-func (f *fakeRun) Log() *slog.Logger { return f.log }
-
-func (f *fakeRun) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeRun) setNow(t time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = t
-}
-
-func (f *fakeRun) Fact(key string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.facts[key]
+	r := rotatorstest.New(spec)
+	r.SetNow(now)
+	return r
 }
 
 var errCrash = errors.New("simulated crash")
 
-func (f *fakeRun) Record(_ context.Context, key, value string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	crash := f.crashAt != "" && key == f.crashAt
-	if crash {
-		f.crashAt = ""
-		if f.crashBefore {
-			return errCrash
-		}
+// crashAt makes f's next Record of key fail like a crash: before the fact
+// is stored (before) or after.
+func crashAt(f *fakeRun, key string, before bool) {
+	if key == "" {
+		return
 	}
-	f.facts[key] = value
-	if crash {
+	crash := func(k, _ string) error {
+		if k != key {
+			return nil
+		}
+		f.OnRecord, f.AfterRecord = nil, nil
 		return errCrash
 	}
-	return nil
-}
-
-func (f *fakeRun) Secret(key string) (secret.Value, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.secrets[key]
-	return v, ok
-}
-
-func (f *fakeRun) KeepSecret(key string, v secret.Value) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.secrets[key] = v
-}
-
-func (f *fakeRun) Progress(_ context.Context, detail string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.progress = append(f.progress, detail)
-}
-
-func (f *fakeRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
-	f.mu.Lock()
-	f.prompts = append(f.prompts, p)
-	answer := f.answer
-	f.mu.Unlock()
-	if answer == nil {
-		return secret.Value{}, errors.New("nobody answers in this test")
+	if before {
+		f.OnRecord = crash
+	} else {
+		f.AfterRecord = crash
 	}
-	return answer(ctx, p)
-}
-
-func (f *fakeRun) progressText() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return strings.Join(f.progress, "\n")
-}
-
-// texts is everything a run made visible: progress lines, facts, prompts, the log.
-func (f *fakeRun) texts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := slices.Clone(f.progress)
-	for k, v := range f.facts {
-		out = append(out, k+"="+v)
-	}
-	for _, p := range f.prompts {
-		out = append(out, p.Label, p.Button)
-	}
-	return append(out, f.logBuf.String())
 }
 
 // blockUntilDone is an answer that never comes: it waits for the prompt to
@@ -417,15 +288,7 @@ func (c *fakeCluster) callList() []string {
 }
 
 // fakeCreds resolves credential names from a map.
-type fakeCreds map[string]string
-
-func (c fakeCreds) Lookup(name string) (secret.Value, error) {
-	v, ok := c[name]
-	if !ok {
-		return secret.Value{}, fmt.Errorf("credential %s is not set", name)
-	}
-	return secret.FromString(v), nil
-}
+type fakeCreds = rotatorstest.Creds
 
 // assertNoLeak fails when any text contains any of the values.
 func assertNoLeak(t *testing.T, values []string, texts ...string) {

@@ -300,7 +300,7 @@ func (f *pgFixture) cleanup() {
 
 func (f *pgFixture) newRun() *fakeRun {
 	r := newFakeRun(f.spec, f.now)
-	r.answer = press
+	r.Answer = press
 	return r
 }
 

@@ -31,7 +31,7 @@ func TestNoSecretInErrorsProgressFactsOrLogs(t *testing.T) {
 	// Request 1: lost and wrong passwords, failures, then a rollback.
 	run := f.newRun()
 	try(run, StepNewRole)
-	run = run.restarted() // the password is lost
+	run = run.Restarted() // the password is lost
 	try(run, StepCheckRole)
 	try(run, StepNewRole)
 	wrong := "wrong-password-" + f.prefix
@@ -60,7 +60,7 @@ func TestNoSecretInErrorsProgressFactsOrLogs(t *testing.T) {
 		t.Fatal("verify passed with an old-role session after the restart")
 	}
 	f.closeConn(straggler)
-	run.setNow(f.now.Add(5 * time.Second))
+	run.SetNow(f.now.Add(5 * time.Second))
 	for _, s := range []string{StepRestoreVersion, StepRollbackSync, StepRollbackRestart, StepDropNewRole} {
 		try(run, s)
 	}
@@ -70,7 +70,7 @@ func TestNoSecretInErrorsProgressFactsOrLogs(t *testing.T) {
 	spec.RequestID = "R-LEAK2"
 	f.plan = f.rot.Plan(spec)
 	run2 := newFakeRun(spec, f.now.Add(time.Minute))
-	run2.answer = press
+	run2.Answer = press
 	for _, s := range []string{StepNewRole, StepCheckRole, StepStoreVersion, StepSync, StepRestart, StepVerify} {
 		try(run2, s)
 	}
@@ -80,7 +80,7 @@ func TestNoSecretInErrorsProgressFactsOrLogs(t *testing.T) {
 	}
 	f.inUse(held)
 	presses := 0
-	run2.answer = func(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
+	run2.Answer = func(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
 		presses++
 		if presses == 2 {
 			f.closeConn(held)
@@ -104,6 +104,6 @@ func TestNoSecretInErrorsProgressFactsOrLogs(t *testing.T) {
 	if len(f.store.all()) < 5 {
 		t.Fatalf("only %d versions were stored; the scenario did not run", len(f.store.all()))
 	}
-	texts := append(append(errs, run.texts()...), run2.texts()...)
+	texts := append(append(errs, run.Texts()...), run2.Texts()...)
 	assertNoLeak(t, secrets, texts...)
 }

@@ -195,10 +195,10 @@ func TestNewRoleChecks(t *testing.T) {
 			t.Errorf("the other role was changed: comment %q", comment)
 		}
 		// A repeat after a restart resets the same role's password.
-		again := run.restarted()
+		again := run.Restarted()
 		f.mustRun(again, StepNewRole)
-		if again.Fact(factNewRole) != base+"_2" || !strings.Contains(again.progressText(), "Set a new password for role "+base+"_2") {
-			t.Errorf("the repeat did not reset the same role:\n%s", again.progressText())
+		if again.Fact(factNewRole) != base+"_2" || !strings.Contains(again.ProgressText(), "Set a new password for role "+base+"_2") {
+			t.Errorf("the repeat did not reset the same role:\n%s", again.ProgressText())
 		}
 		// check_table that cannot be read fails check_role, naming it.
 		f.exec(f.n.db, "REVOKE ALL ON "+ident(f.n.schema)+".items FROM "+ident(base+"_2"))
@@ -209,7 +209,7 @@ func TestNewRoleChecks(t *testing.T) {
 		// A role under the recorded name that this request did not make is
 		// never altered.
 		f.exec("", "COMMENT ON ROLE "+ident(base+"_2")+" IS 'someone else'")
-		err = f.run(again.restarted(), StepNewRole)
+		err = f.run(again.Restarted(), StepNewRole)
 		if err == nil || !rotators.IsPermanent(err) || !strings.Contains(err.Error(), "was not made by this request") {
 			t.Errorf("err = %v, want a refusal", err)
 		}
@@ -242,9 +242,9 @@ func TestMissingClients(t *testing.T) {
 			rot := *r
 			rot.clients = tt.clients
 			run := newFakeRun(spec, testNowFixed)
-			run.facts[factNewVersion] = "v"
+			run.SetFact(factNewVersion, "v")
 			if tt.step == StepNewRole {
-				delete(run.facts, factNewVersion)
+				run.DeleteFact(factNewVersion)
 			}
 			var step rotators.Step
 			for _, s := range rot.Plan(spec).Steps {
@@ -284,7 +284,8 @@ func TestStepsNeedEarlierFacts(t *testing.T) {
 	}
 	// A lost password sends the run back to new_role.
 	run := newFakeRun(spec, testNowFixed)
-	run.facts[factNewRole], run.facts[factPrevVersion] = "auth_x", "v1"
+	run.SetFact(factNewRole, "auth_x")
+	run.SetFact(factPrevVersion, "v1")
 	for _, name := range []string{StepCheckRole, StepStoreVersion} {
 		var step rotators.Step
 		for _, s := range r.Plan(spec).Steps {

@@ -89,12 +89,12 @@ func TestFullRotation(t *testing.T) {
 			if got := f.store.enabledNames(); len(got) != 2 || got[0] != run.Fact(factNewVersion) {
 				t.Errorf("enabled versions %v; want the new one (%s) first and the old one", got, run.Fact(factNewVersion))
 			}
-			p := run.prompts
+			p := run.Prompts()
 			if len(p) != 1 || p[0].ID != PromptRetireNow || p[0].Button != retireButton || p[0].Audience != rotators.AudienceParticipants {
 				t.Errorf("prompts = %+v, want one %q button for the participants", p, PromptRetireNow)
 			}
-			if !strings.Contains(run.progressText(), "Dropped the old role") {
-				t.Errorf("progress does not say the old role was dropped:\n%s", run.progressText())
+			if !strings.Contains(run.ProgressText(), "Dropped the old role") {
+				t.Errorf("progress does not say the old role was dropped:\n%s", run.ProgressText())
 			}
 		})
 	}
@@ -183,7 +183,7 @@ func TestRetireRefusedWhileOldRoleConnected(t *testing.T) {
 	f.inUse(held)
 	var presses atomic.Int32
 	var between error
-	run.answer = func(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
+	run.Answer = func(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
 		switch presses.Add(1) {
 		case 1:
 			return secret.Value{}, nil
@@ -208,8 +208,8 @@ func TestRetireRefusedWhileOldRoleConnected(t *testing.T) {
 	if n := presses.Load(); n != 2 {
 		t.Errorf("the button was pressed %d times, want 2 (refused, then done)", n)
 	}
-	if !strings.Contains(run.progressText(), "still has 1 session") {
-		t.Errorf("the refusal is not reported:\n%s", run.progressText())
+	if !strings.Contains(run.ProgressText(), "still has 1 session") {
+		t.Errorf("the refusal is not reported:\n%s", run.ProgressText())
 	}
 	if f.roleExists(f.n.old) {
 		t.Error("the old role still exists")
@@ -228,13 +228,13 @@ func TestRetireTerminatesIdleSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close(f.ctx)
-	run.answer = func(context.Context, rotators.Prompt) (secret.Value, error) { return secret.Value{}, nil }
+	run.Answer = func(context.Context, rotators.Prompt) (secret.Value, error) { return secret.Value{}, nil }
 	f.mustRun(run, StepRetireOld)
 	if f.roleExists(f.n.old) {
 		t.Fatal("the old role still exists")
 	}
-	if !strings.Contains(run.progressText(), "Terminated 1 idle session") {
-		t.Errorf("the termination is not reported:\n%s", run.progressText())
+	if !strings.Contains(run.ProgressText(), "Terminated 1 idle session") {
+		t.Errorf("the termination is not reported:\n%s", run.ProgressText())
 	}
 	if err := idle.Ping(f.ctx); err == nil {
 		t.Error("the idle old-role session survived retirement")
@@ -247,8 +247,8 @@ func TestRetireWhenDue(t *testing.T) {
 	f := newPGFixture(t, fixtureOpts{yaml: "retire_after: 30m\n"})
 	run := f.newRun()
 	f.mustRun(run, StepNewRole, StepCheckRole, StepStoreVersion, StepSync, StepRestart, StepVerify)
-	run.answer = blockUntilDone
-	run.setNow(f.now.Add(31 * time.Minute))
+	run.Answer = blockUntilDone
+	run.SetNow(f.now.Add(31 * time.Minute))
 	f.mustRun(run, StepRetireOld)
 	if want := f.now.Add(30 * time.Minute).UTC().Format(time.RFC3339); run.Fact(factRetireDueAt) != want {
 		t.Errorf("retire_due_at = %q, want %q", run.Fact(factRetireDueAt), want)
@@ -257,7 +257,7 @@ func TestRetireWhenDue(t *testing.T) {
 		t.Error("the old role still exists")
 	}
 	// A repeat (a restart after the drop) is a no-op.
-	f.mustRun(run.restarted(), StepRetireOld)
+	f.mustRun(run.Restarted(), StepRetireOld)
 }
 
 // When the step ends while the old role is refused (or nobody pressed and
@@ -277,7 +277,7 @@ func TestRetireGivesUp(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(f.ctx)
 	var presses atomic.Int32
-	run.answer = func(actx context.Context, p rotators.Prompt) (secret.Value, error) {
+	run.Answer = func(actx context.Context, p rotators.Prompt) (secret.Value, error) {
 		if presses.Add(1) == 1 {
 			return secret.Value{}, nil
 		}
@@ -303,8 +303,10 @@ func TestRetireGivesUp(t *testing.T) {
 
 	// Nobody pressed and the time has not come.
 	run2 := f.newRun()
-	run2.facts = run.facts
-	run2.answer = blockUntilDone
+	for k, v := range run.Facts() {
+		run2.SetFact(k, v)
+	}
+	run2.Answer = blockUntilDone
 	ctx2, cancel2 := context.WithTimeout(f.ctx, 50*time.Millisecond)
 	defer cancel2()
 	err = f.step(StepRetireOld).Run(ctx2, run2)
@@ -346,8 +348,8 @@ func TestCrashResume(t *testing.T) {
 		// Each rotation's stamps are later than the one before (the same
 		// restart stamp would be a no-op patch, as in Kubernetes).
 		run := newFakeRun(spec, f.now.Add(time.Duration(i)*time.Minute))
-		run.answer = press
-		run.crashAt, run.crashBefore = c.crashAt, c.crashBefore
+		run.Answer = press
+		crashAt(run, c.crashAt, c.crashBefore)
 		var crashed error
 		for j := 0; j < c.after; j++ {
 			if err := plan.Steps[j].Run(f.ctx, run); err != nil {
@@ -362,7 +364,7 @@ func TestCrashResume(t *testing.T) {
 			t.Fatalf("%s: the crash at %s never happened", c.name, c.crashAt)
 		}
 		// The process restarts; the step in flight runs again.
-		resumed := run.restarted()
+		resumed := run.Restarted()
 		if err := f.drive(plan, resumed, c.after-1); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -458,7 +460,7 @@ func TestRollback(t *testing.T) {
 		run := f.newRun()
 		f.mustRun(run, StepNewRole, StepCheckRole, StepStoreVersion, StepSync, StepRestart)
 		newRole := run.Fact(factNewRole)
-		run.setNow(f.now.Add(5 * time.Second)) // the rollback's stamps are later
+		run.SetNow(f.now.Add(5 * time.Second)) // the rollback's stamps are later
 		f.mustRun(run, StepRestoreVersion, StepRollbackSync, StepRollbackRestart, StepDropNewRole)
 
 		if !f.store.latest().Equal(f.oldDSN) {
@@ -480,7 +482,7 @@ func TestRollback(t *testing.T) {
 			t.Errorf("roles left: %q", roles)
 		}
 		// Repeats are no-ops.
-		again := run.restarted()
+		again := run.Restarted()
 		for _, s := range []string{StepRestoreVersion, StepRollbackSync, StepRollbackRestart, StepDropNewRole} {
 			if err := f.run(again, s); err != nil && !errors.Is(err, rotators.ErrNothingToUndo) {
 				t.Errorf("repeated %s: %v", s, err)
@@ -510,7 +512,7 @@ func TestRollback(t *testing.T) {
 		f := newPGFixture(t, fixtureOpts{})
 		run := f.newRun()
 		f.mustRun(run, StepNewRole, StepCheckRole, StepStoreVersion, StepSync, StepRestart)
-		run.setNow(f.now.Add(5 * time.Second))
+		run.SetNow(f.now.Add(5 * time.Second))
 		f.mustRun(run, StepRestoreVersion, StepRollbackSync)
 		// Not restarted yet: the application is still the new role.
 		err := f.run(run, StepDropNewRole)

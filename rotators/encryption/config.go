@@ -2,12 +2,12 @@ package encryption
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/kindconfig"
 )
 
 // Defaults of optional settings.
@@ -28,11 +28,11 @@ const (
 
 // EnvPlaceholder is replaced by the request's environment in every string
 // setting, and in the Job templates' text.
-const EnvPlaceholder = "{env}"
+const EnvPlaceholder = kindconfig.EnvPlaceholder
 
 // sampleEnv stands in for the environment when a value is validated before
 // any request exists.
-const sampleEnv = "env"
+const sampleEnv = kindconfig.SampleEnv
 
 // Config is an encryption target's settings, as decoded from the config file
 // (the generic keys kind, description and approvers are the loader's).
@@ -74,35 +74,35 @@ const (
 // validate checks c and returns its settings, or the problems found, with
 // paths relative to the target.
 func validate(c Config) (settings, []rotators.Problem) {
-	v := validator{}
+	v := validator{kindconfig.Validator{DurationExample: "45m, 2h"}}
 	s := settings{Config: c}
 
-	v.name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
-	v.name("secret", c.Secret, dnsSubdomainPattern, "a Secret name")
+	v.Name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
+	v.Name("secret", c.Secret, dnsSubdomainPattern, "a Secret name")
 	s.KeyName = orDefault(c.KeyName, DefaultKeyName)
 	s.OldKeyName = orDefault(c.OldKeyName, DefaultOldKeyName)
 	s.NewKeyName = orDefault(c.NewKeyName, DefaultNewKeyName)
-	v.name("key_name", s.KeyName, secretKeyPattern, "a Secret data key")
-	v.name("old_key_name", s.OldKeyName, secretKeyPattern, "a Secret data key")
-	v.name("new_key_name", s.NewKeyName, secretKeyPattern, "a Secret data key")
+	v.Name("key_name", s.KeyName, secretKeyPattern, "a Secret data key")
+	v.Name("old_key_name", s.OldKeyName, secretKeyPattern, "a Secret data key")
+	v.Name("new_key_name", s.NewKeyName, secretKeyPattern, "a Secret data key")
 	// key_name may equal new_key_name (the application always encrypts with
 	// NEW_ENCRYPTION_KEY); every other pair must differ, or one key would
 	// overwrite the other.
 	if s.OldKeyName == s.NewKeyName {
-		v.add("new_key_name", fmt.Sprintf("%q is also old_key_name: the two keys need two names", s.NewKeyName))
+		v.Add("new_key_name", fmt.Sprintf("%q is also old_key_name: the two keys need two names", s.NewKeyName))
 	}
 	if s.OldKeyName == s.KeyName {
-		v.add("old_key_name", fmt.Sprintf("%q is also key_name: the old key would be where the application reads its key after the rotation", s.OldKeyName))
+		v.Add("old_key_name", fmt.Sprintf("%q is also key_name: the old key would be where the application reads its key after the rotation", s.OldKeyName))
 	}
 
 	if len(c.Deployments) == 0 {
-		v.add("deployments", "is required: at least one deployment that reads the key")
+		v.Add("deployments", "is required: at least one deployment that reads the key")
 	}
 	for i, d := range c.Deployments {
 		path := fmt.Sprintf("deployments[%d]", i)
-		v.name(path, d, dnsSubdomainPattern, "a Deployment name")
+		v.Name(path, d, dnsSubdomainPattern, "a Deployment name")
 		if slices.Index(c.Deployments, d) < i {
-			v.add(path, fmt.Sprintf("%q is listed twice", d))
+			v.Add(path, fmt.Sprintf("%q is listed twice", d))
 		}
 	}
 	s.Deployments = slices.Clone(c.Deployments)
@@ -111,12 +111,12 @@ func validate(c Config) (settings, []rotators.Problem) {
 	verification := v.job("verification_job", c.VerificationJob, c.Namespace, false)
 	if migration != nil && verification != nil && migration.Name == verification.Name {
 		// Both Jobs are named after their template and the request.
-		v.add("verification_job.metadata.name", fmt.Sprintf("%q is also the migration Job's name: the two Jobs need two names", verification.Name))
+		v.Add("verification_job.metadata.name", fmt.Sprintf("%q is also the migration Job's name: the two Jobs need two names", verification.Name))
 	}
 
-	s.jobTimeout = v.duration("job_timeout", c.JobTimeout, DefaultJobTimeout, maxJobTimeout)
-	s.rolloutTimeout = v.duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout)
-	return s, v.problems
+	s.jobTimeout = v.Duration("job_timeout", c.JobTimeout, DefaultJobTimeout, maxJobTimeout, false)
+	s.rolloutTimeout = v.Duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout, false)
+	return s, v.Problems()
 }
 
 func orDefault(s, def string) string {
@@ -126,71 +126,26 @@ func orDefault(s, def string) string {
 	return s
 }
 
-type validator struct{ problems []rotators.Problem }
-
-func (v *validator) add(path, msg string) {
-	v.problems = append(v.problems, rotators.Problem{Path: path, Message: msg})
-}
-
-// placeholders reports braces other than {env}: a typo such as {ENV} would
-// otherwise reach Kubernetes literally.
-func (v *validator) placeholders(path, s string) bool {
-	if strings.ContainsAny(strings.ReplaceAll(s, EnvPlaceholder, ""), "{}") {
-		v.add(path, fmt.Sprintf("%q uses a placeholder other than %s (the only one there is)", s, EnvPlaceholder))
-		return false
-	}
-	return true
-}
-
-// name checks a required name against pattern, with {env} expanded.
-func (v *validator) name(path, s, pattern, what string) {
-	if s == "" {
-		v.add(path, "is required")
-		return
-	}
-	if !v.placeholders(path, s) {
-		return
-	}
-	if !regexp.MustCompile(pattern).MatchString(expandEnv(s, sampleEnv)) {
-		v.add(path, fmt.Sprintf("%q is not %s", s, what))
-	}
-}
-
-func (v *validator) duration(path, s string, def, maxD time.Duration) time.Duration {
-	if s == "" {
-		return def
-	}
-	d, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		v.add(path, fmt.Sprintf("%q is not a duration (e.g. 45m, 2h)", s))
-	case d <= 0:
-		v.add(path, "must be positive")
-	case d > maxD:
-		v.add(path, fmt.Sprintf("%s is longer than the maximum %s", d, maxD))
-	default:
-		return d
-	}
-	return def
-}
+// validator is the shared kindconfig.Validator plus this kind's own checks.
+type validator struct{ kindconfig.Validator }
 
 // job checks a Job template (required or not) and returns its identity, or
 // nil when it is absent or has problems.
 func (v *validator) job(path, text, namespace string, required bool) *templateInfo {
 	if strings.TrimSpace(text) == "" {
 		if required {
-			v.add(path, "is required: a batch/v1 Job manifest (inline YAML, `"+path+": |`) that re-encrypts the data")
+			v.Add(path, "is required: a batch/v1 Job manifest (inline YAML, `"+path+": |`) that re-encrypts the data")
 		}
 		return nil
 	}
 	job, err := decodeJob(text, sampleEnv)
 	if err != nil {
-		v.add(path, err.Error())
+		v.Add(path, err.Error())
 		return nil
 	}
 	ps := checkJob(job, expandEnv(namespace, sampleEnv))
 	for _, p := range ps {
-		v.add(joinPath(path, p.Path), p.Message)
+		v.Add(joinPath(path, p.Path), p.Message)
 	}
 	if len(ps) > 0 {
 		return nil

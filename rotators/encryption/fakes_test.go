@@ -6,12 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -33,102 +32,12 @@ func yamlDecode(src string) func(any) error {
 	}
 }
 
-var testNow = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+var testNow = rotatorstest.DefaultNow
 
-// fakeRun is the executor's side of a step: persisted facts, memory-only
-// secrets, recorded progress, and a logger writing to a buffer.
-type fakeRun struct {
-	spec rotators.Spec
-	now  time.Time
+// fakeRun is the executor's side of a step, recorded in memory.
+type fakeRun = rotatorstest.Run
 
-	mu       sync.Mutex
-	facts    map[string]string
-	secrets  map[string]secret.Value
-	progress []string
-	// onRecord, if set, sees each Record before it is applied.
-	onRecord func(key, value string)
-	logBuf   *bytes.Buffer
-	log      *slog.Logger
-}
-
-func newFakeRun(spec rotators.Spec) *fakeRun {
-	buf := &bytes.Buffer{}
-	return &fakeRun{
-		spec: spec, now: testNow,
-		facts: map[string]string{}, secrets: map[string]secret.Value{},
-		logBuf: buf, log: slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-}
-
-// restarted is the same run after a process restart: facts survive,
-// memory-only secrets do not.
-func (f *fakeRun) restarted() *fakeRun {
-	g := newFakeRun(f.spec)
-	g.facts = maps.Clone(f.facts)
-	g.now = f.now
-	g.logBuf, g.log = f.logBuf, f.log
-	g.progress = f.progress
-	return g
-}
-
-func (f *fakeRun) RequestID() string { return f.spec.RequestID }
-func (f *fakeRun) Target() string    { return f.spec.Target }
-func (f *fakeRun) Env() string       { return f.spec.Env }
-func (f *fakeRun) Emergency() bool   { return f.spec.Emergency }
-func (f *fakeRun) Requester() string { return "U01ALICE" }
-func (f *fakeRun) Approver() string  { return "U02BOB" }
-func (f *fakeRun) Now() time.Time    { return f.now }
-func (f *fakeRun) Log() *slog.Logger { return f.log }
-
-func (f *fakeRun) Fact(key string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.facts[key]
-}
-
-func (f *fakeRun) Record(_ context.Context, key, value string) error {
-	if f.onRecord != nil {
-		f.onRecord(key, value)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.facts[key] = value
-	return nil
-}
-
-func (f *fakeRun) Secret(key string) (secret.Value, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.secrets[key]
-	return v, ok
-}
-
-func (f *fakeRun) KeepSecret(key string, v secret.Value) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.secrets[key] = v
-}
-
-func (f *fakeRun) Progress(_ context.Context, detail string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.progress = append(f.progress, detail)
-}
-
-func (f *fakeRun) Ask(context.Context, rotators.Prompt) (secret.Value, error) {
-	return secret.Value{}, errors.New("this kind never asks")
-}
-
-// texts is everything a run made visible: progress lines, facts, the log.
-func (f *fakeRun) texts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := slices.Clone(f.progress)
-	for k, v := range f.facts {
-		out = append(out, k+"="+v)
-	}
-	return append(out, f.logBuf.String())
-}
+func newFakeRun(spec rotators.Spec) *fakeRun { return rotatorstest.New(spec) }
 
 // recordingRand hands out distinct deterministic "random" bytes and
 // remembers, hex-encoded, every 32-byte block it produced: the keys made.
@@ -387,19 +296,4 @@ func (c *fakeCluster) RestartDeployment(_ context.Context, ns, name string, at t
 
 func (c *fakeCluster) WaitRollout(_ context.Context, ns, name string, progress func(msg string)) error {
 	return c.op("wait-rollout", "wait-rollout "+ns+"/"+name, func() error { return nil })
-}
-
-// assertNoLeak fails when any text contains any of the values.
-func assertNoLeak(t *testing.T, values []string, texts ...string) {
-	t.Helper()
-	for _, v := range values {
-		if v == "" {
-			continue
-		}
-		for _, s := range texts {
-			if strings.Contains(s, v) {
-				t.Errorf("secret value leaked into %q", s)
-			}
-		}
-	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aivo-platform/rotary/approvals"
 	"github.com/aivo-platform/rotary/rotators/kube"
 	"github.com/aivo-platform/rotary/rotators/kube/kubesim"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 )
 
 // simWorld is the real kube adapter over client-go's fake clientset, with
@@ -196,7 +197,7 @@ func TestWithKubeAdapter(t *testing.T) {
 			if dep.Generation != 3 {
 				t.Errorf("ai-orchestrator generation = %d, want 3 (two restarts)", dep.Generation)
 			}
-			assertNoLeak(t, append(keys, testOldKey, testOther), w.journal.all.String(), w.logs.String(), sw.logs.String(), req.Outcome)
+			rotatorstest.AssertNoLeak(t, append(keys, testOldKey, testOther), w.journal.all.String(), w.logs.String(), sw.logs.String(), req.Outcome)
 		})
 	}
 }

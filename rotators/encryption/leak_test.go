@@ -3,6 +3,8 @@ package encryption
 import (
 	"errors"
 	"testing"
+
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 )
 
 // Runs every path that handles a key — generation, a lost key (before and
@@ -23,7 +25,7 @@ func TestNoKeyInLogsProgressFactsOrErrors(t *testing.T) {
 	run1 := newFakeRun(f1.spec)
 	try(f1, run1, StepBackup)
 	try(f1, run1, StepNewKey)
-	run1 = run1.restarted()
+	run1 = run1.Restarted()
 	try(f1, run1, StepDualKeys) // lost
 	try(f1, run1, StepNewKey)
 	f1.cluster.after = func(op string) error {
@@ -34,7 +36,7 @@ func TestNoKeyInLogsProgressFactsOrErrors(t *testing.T) {
 	}
 	try(f1, run1, StepDualKeys)
 	f1.cluster.after = nil
-	run1 = run1.restarted()
+	run1 = run1.Restarted()
 	try(f1, run1, StepDualKeys) // read back from the Secret
 	try(f1, run1, StepRestartDual)
 	f1.cluster.jobFail[testJobName] = "BackoffLimitExceeded"
@@ -54,7 +56,7 @@ func TestNoKeyInLogsProgressFactsOrErrors(t *testing.T) {
 		try(f2, run2, name)
 	}
 	f2.cluster.seed(testNS, testSec, map[string]string{"OLD_ENCRYPTION_KEY": testOther, "NEW_ENCRYPTION_KEY": testOldKey})
-	delete(run2.facts, factRemoveStarted)
+	run2.DeleteFact(factRemoveStarted)
 	try(f2, run2, StepRemoveOldKey)
 	f2.cluster.seed(testNS, testSec, map[string]string{"ENCRYPTION_KEY": testOldKey, "OLD_ENCRYPTION_KEY": testOther})
 	try(f2, newFakeRun(f2.spec), StepBackup)
@@ -66,6 +68,6 @@ func TestNoKeyInLogsProgressFactsOrErrors(t *testing.T) {
 		t.Fatalf("keys made: %d and %d; the lost-key path did not run", len(f1.rand.keys()), len(f2.rand.keys()))
 	}
 	secrets := append(f1.secretsToHide(), f2.secretsToHide()...)
-	texts := append(append(errs, run1.texts()...), run2.texts()...)
-	assertNoLeak(t, secrets, texts...)
+	texts := append(append(errs, run1.Texts()...), run2.Texts()...)
+	rotatorstest.AssertNoLeak(t, secrets, texts...)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aivo-platform/rotary/approvals"
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/executor"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 )
 
 // testTimeout bounds every wait in these tests; they are signalled, never slept.
@@ -308,6 +309,6 @@ func crashAndResume(t *testing.T, failJob, afterEffect bool, at int) bool {
 		t.Error("the backup changed")
 	}
 	secrets := append(w.rand.keys(), testOldKey, testOther)
-	assertNoLeak(t, secrets, w.journal.all.String(), w.logs.String(), req.Outcome)
+	rotatorstest.AssertNoLeak(t, secrets, w.journal.all.String(), w.logs.String(), req.Outcome)
 	return crashed
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 )
 
 func TestRollbackNothingToUndo(t *testing.T) {
@@ -104,12 +105,12 @@ func TestRollbackAfterJobFailure(t *testing.T) {
 	if !slices.Equal(mutations, want) {
 		t.Errorf("rollback calls:\n%s\nwant:\n%s", strings.Join(mutations, "\n"), strings.Join(want, "\n"))
 	}
-	msg := strings.Join(run.progress, "\n")
+	msg := strings.Join(run.ProgressLines(), "\n")
 	if !strings.Contains(msg, "Restored Secret aivo-prod/app-encryption from backup aivo-prod/app-encryption-backup-r-abcd2345; the new key") ||
 		!strings.Contains(msg, "kept in Secret aivo-prod/"+copyName+" as NEW_ENCRYPTION_KEY") {
 		t.Errorf("progress does not say what was restored and where the new key is:\n%s", msg)
 	}
-	assertNoLeak(t, f.secretsToHide(), append(run.texts(), err.Error())...)
+	rotatorstest.AssertNoLeak(t, f.secretsToHide(), append(run.Texts(), err.Error())...)
 }
 
 // A rollout with both keys fails (e.g. the application does not understand
@@ -128,7 +129,7 @@ func TestRollbackAfterFailedRestart(t *testing.T) {
 		t.Fatal("restart passed")
 	}
 	f.cluster.before = nil
-	run.now = testNow // same second as the forward restart
+	run.SetNow(testNow) // same second as the forward restart
 	f.mustRun(run, rollbackSteps()...)
 	if got := f.cluster.data(testNS, testSec); !maps.Equal(got, original()) {
 		t.Error("not restored")
@@ -200,8 +201,8 @@ func TestRollbackRepeatedAfterRestoreLanded(t *testing.T) {
 		t.Fatal("want the injected failure")
 	}
 	f.cluster.after = nil
-	run = run.restarted()
-	run.now = testNow.Add(time.Minute)
+	run = run.Restarted()
+	run.SetNow(testNow.Add(time.Minute))
 	f.mustRun(run, rollbackSteps()...)
 	if !maps.Equal(f.cluster.data(testNS, testSec), original()) || run.Fact(factRollbackRestartAt) == "" {
 		t.Error("not restored and restarted")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 )
 
 const testJobName = "reencrypt-r-abcd2345"
@@ -114,10 +115,10 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("cluster calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	want1 := "Secret aivo-prod/app-encryption holds only the new key, as ENCRYPTION_KEY; the old key is kept in backup Secret aivo-prod/" + backup + " (as ENCRYPTION_KEY)"
-	if !slices.Contains(run.progress, want1) {
-		t.Errorf("progress lacks %q:\n%s", want1, strings.Join(run.progress, "\n"))
+	if !slices.Contains(run.ProgressLines(), want1) {
+		t.Errorf("progress lacks %q:\n%s", want1, strings.Join(run.ProgressLines(), "\n"))
 	}
-	assertNoLeak(t, f.secretsToHide(), run.texts()...)
+	rotatorstest.AssertNoLeak(t, f.secretsToHide(), run.Texts()...)
 }
 
 // The application that always reads NEW_ENCRYPTION_KEY: no rename, the
@@ -174,7 +175,7 @@ func TestMigrationJobSpec(t *testing.T) {
 		t.Error("restartPolicy changed")
 	}
 	if run.Fact("migration_job") != testJobName || run.Fact("migration_job_succeeded") == "" {
-		t.Errorf("facts = %v", run.facts)
+		t.Errorf("facts = %v", run.Facts())
 	}
 }
 
@@ -214,7 +215,7 @@ func TestLostNewKey(t *testing.T) {
 		f := newFixture(t, targetYAML())
 		run := newFakeRun(f.spec)
 		f.mustRun(run, StepBackup, StepNewKey)
-		run = run.restarted()
+		run = run.Restarted()
 		var lost *rotators.SecretLostError
 		if err := f.run(run, StepDualKeys); !errors.As(err, &lost) || lost.From != StepNewKey {
 			t.Fatalf("err = %v, want SecretLostError from new_key", err)
@@ -238,7 +239,7 @@ func TestLostNewKey(t *testing.T) {
 			t.Fatal("want the injected failure")
 		}
 		f.cluster.before = nil
-		run = run.restarted()
+		run = run.Restarted()
 		var lost *rotators.SecretLostError
 		if err := f.run(run, StepDualKeys); !errors.As(err, &lost) {
 			t.Fatalf("err = %v, want SecretLostError: the write never landed", err)
@@ -258,7 +259,7 @@ func TestLostNewKey(t *testing.T) {
 			t.Fatal("want the injected failure")
 		}
 		f.cluster.after = nil
-		run = run.restarted()
+		run = run.Restarted()
 		f.mustRun(run, StepDualKeys, StepRestartDual, StepMigrate, StepVerify, StepRemoveOldKey, StepRestartFinal)
 		if len(f.rand.keys()) != 1 || f.cluster.data(testNS, testSec)["ENCRYPTION_KEY"] != f.rand.keys()[0] {
 			t.Error("a second key was made, or the written key was not kept")
@@ -375,14 +376,14 @@ func TestJobDeadlineSurvivesRestart(t *testing.T) {
 		t.Fatalf("deadline = %q", got)
 	}
 	delete(f.cluster.jobFail, testJobName)
-	run = run.restarted()
-	run.now = testNow.Add(90 * time.Minute)
+	run = run.Restarted()
+	run.SetNow(testNow.Add(90 * time.Minute))
 	f.mustRun(run, StepMigrate)
 	if d := f.cluster.waitDeadline[testJobName]; d > 31*time.Minute || d < 29*time.Minute {
 		t.Errorf("second wait had %s, want the remaining 30m", d)
 	}
-	run.now = testNow.Add(3 * time.Hour)
-	delete(run.facts, "migration_job_succeeded")
+	run.SetNow(testNow.Add(3 * time.Hour))
+	run.DeleteFact("migration_job_succeeded")
 	f.mustRun(run, StepMigrate)
 	if d := f.cluster.waitDeadline[testJobName]; d > minJobCheck || d < minJobCheck-5*time.Second {
 		t.Errorf("a wait past the deadline had %s, want minJobCheck", d)
@@ -391,7 +392,7 @@ func TestJobDeadlineSurvivesRestart(t *testing.T) {
 		t.Errorf("job created %d times", f.cluster.jobCreates[testJobName])
 	}
 	var lines []string
-	for _, p := range run.progress {
+	for _, p := range run.ProgressLines() {
 		if strings.HasPrefix(p, "Job aivo-prod/"+testJobName+": ") {
 			lines = append(lines, p)
 		}
@@ -433,8 +434,8 @@ func TestJobTimeout(t *testing.T) {
 	run := newFakeRun(f.spec)
 	f.mustRun(run, StepBackup, StepNewKey, StepDualKeys, StepRestartDual)
 	f.cluster.jobHang[testJobName] = true
-	run.now = testNow.Add(time.Hour) // the recorded deadline has passed
-	run.facts["migration_job_deadline"] = testNow.Add(time.Minute).Format(time.RFC3339)
+	run.SetNow(testNow.Add(time.Hour)) // the recorded deadline has passed
+	run.SetFact("migration_job_deadline", testNow.Add(time.Minute).Format(time.RFC3339))
 	err := f.run(run, StepMigrate)
 	if err == nil || !rotators.IsPermanent(err) || !strings.Contains(err.Error(), "did not finish by 2026-11-26T10:01:00Z (job_timeout 1m0s); it was not stopped") {
 		t.Fatalf("err = %v", err)

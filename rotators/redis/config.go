@@ -3,13 +3,13 @@ package redis
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aivo-platform/rotary/rotators"
+	"github.com/aivo-platform/rotary/rotators/kindconfig"
 )
 
 // Modes.
@@ -37,11 +37,11 @@ const maxRolloutTimeout = 2 * time.Hour
 
 // EnvPlaceholder is the one placeholder a string value may contain; Plan
 // replaces it with the request's environment.
-const EnvPlaceholder = "{env}"
+const EnvPlaceholder = kindconfig.EnvPlaceholder
 
 // sampleEnv stands in for the environment when a value is validated before
 // any request exists.
-const sampleEnv = "env"
+const sampleEnv = kindconfig.SampleEnv
 
 // redisDefaultUser is Redis's built-in user, the one requirepass sets.
 const redisDefaultUser = "default"
@@ -93,7 +93,7 @@ const (
 // validate checks c and returns its settings, or the problems found, with
 // paths relative to the target.
 func validate(c Config) (settings, []rotators.Problem) {
-	v := validator{}
+	v := validator{kindconfig.Validator{DurationExample: "10m, 90s"}}
 	s := settings{Config: c}
 	if s.Mode == "" {
 		s.Mode = DefaultMode
@@ -105,119 +105,74 @@ func validate(c Config) (settings, []rotators.Problem) {
 	switch s.Mode {
 	case ModeACL, ModeRequirepass:
 	default:
-		v.add("mode", fmt.Sprintf("%q is not a mode (acl or requirepass)", c.Mode))
+		v.Add("mode", fmt.Sprintf("%q is not a mode (acl or requirepass)", c.Mode))
 	}
 	v.address("address", c.Address)
-	v.name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
-	v.name("secret", c.Secret, dnsSubdomainPattern, "a Secret name")
-	v.name("secret_key", c.SecretKey, secretKeyPattern, "a Secret key (letters, digits, -, _ and .)")
+	v.Name("namespace", c.Namespace, dnsLabelPattern, "a Kubernetes namespace name")
+	v.Name("secret", c.Secret, dnsSubdomainPattern, "a Secret name")
+	v.Name("secret_key", c.SecretKey, secretKeyPattern, "a Secret key (letters, digits, -, _ and .)")
 	if len(c.Deployments) == 0 {
-		v.add("deployments", "is required: at least one deployment that reads the password")
+		v.Add("deployments", "is required: at least one deployment that reads the password")
 	}
 	for i, d := range c.Deployments {
 		path := fmt.Sprintf("deployments[%d]", i)
-		v.name(path, d, dnsSubdomainPattern, "a Deployment name")
+		v.Name(path, d, dnsSubdomainPattern, "a Deployment name")
 		if slices.Index(c.Deployments, d) < i {
-			v.add(path, fmt.Sprintf("%q is listed twice", d))
+			v.Add(path, fmt.Sprintf("%q is listed twice", d))
 		}
 	}
-	v.name("admin_user", s.AdminUser, aclUserPattern, "a Redis user name")
+	v.Name("admin_user", s.AdminUser, aclUserPattern, "a Redis user name")
 
 	switch s.Mode {
 	case ModeACL:
-		v.name("acl_user", c.ACLUser, aclUserPattern, "a Redis user name")
+		v.Name("acl_user", c.ACLUser, aclUserPattern, "a Redis user name")
 		if c.ACLUser != "" && c.ACLUser == s.AdminUser {
-			v.add("acl_user", fmt.Sprintf("%q is also admin_user: rotary must not log in as the user whose passwords it removes; give rotary its own admin user", c.ACLUser))
+			v.Add("acl_user", fmt.Sprintf("%q is also admin_user: rotary must not log in as the user whose passwords it removes; give rotary its own admin user", c.ACLUser))
 		}
 		switch c.Persist {
 		case "", PersistACLSave, PersistConfigRewrite:
 		default:
-			v.add("persist", fmt.Sprintf("%q is not a way to persist (acl_save or config_rewrite; leave it out to choose by whether Redis has an aclfile)", c.Persist))
+			v.Add("persist", fmt.Sprintf("%q is not a way to persist (acl_save or config_rewrite; leave it out to choose by whether Redis has an aclfile)", c.Persist))
 		}
-		v.name("admin_password_env", c.AdminPasswordEnv, credNamePattern, "a credential name (an environment variable name)")
+		v.Name("admin_password_env", c.AdminPasswordEnv, credNamePattern, "a credential name (an environment variable name)")
 	case ModeRequirepass:
 		if c.ACLUser != "" {
-			v.add("acl_user", "is only used in acl mode (requirepass mode rotates the default user's password)")
+			v.Add("acl_user", "is only used in acl mode (requirepass mode rotates the default user's password)")
 		}
 		if c.Persist != "" {
-			v.add("persist", "is only used in acl mode (requirepass mode always persists with CONFIG REWRITE)")
+			v.Add("persist", "is only used in acl mode (requirepass mode always persists with CONFIG REWRITE)")
 		}
 		if s.adminRotated() {
 			if c.AdminPasswordEnv != "" {
-				v.add("admin_password_env", "must be left out in requirepass mode when admin_user is default: the admin's password is the rotated one, which rotary reads from the Secret; a credential would be stale after the first rotation")
+				v.Add("admin_password_env", "must be left out in requirepass mode when admin_user is default: the admin's password is the rotated one, which rotary reads from the Secret; a credential would be stale after the first rotation")
 			}
 		} else {
-			v.name("admin_password_env", c.AdminPasswordEnv, credNamePattern, "a credential name (an environment variable name)")
+			v.Name("admin_password_env", c.AdminPasswordEnv, credNamePattern, "a credential name (an environment variable name)")
 		}
 	}
-	s.rolloutTimeout = v.duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout)
+	s.rolloutTimeout = v.Duration("rollout_timeout", c.RolloutTimeout, DefaultRolloutTimeout, maxRolloutTimeout, false)
 	s.Deployments = slices.Clone(c.Deployments)
-	return s, v.problems
+	return s, v.Problems()
 }
 
-type validator struct{ problems []rotators.Problem }
-
-func (v *validator) add(path, msg string) {
-	v.problems = append(v.problems, rotators.Problem{Path: path, Message: msg})
-}
-
-// placeholders reports braces other than {env}: a typo such as {ENV} would
-// otherwise reach Kubernetes or Redis literally.
-func (v *validator) placeholders(path, s string) bool {
-	if strings.ContainsAny(strings.ReplaceAll(s, EnvPlaceholder, ""), "{}") {
-		v.add(path, fmt.Sprintf("%q uses a placeholder other than %s (the only one there is)", s, EnvPlaceholder))
-		return false
-	}
-	return true
-}
-
-// name checks a required name against pattern, with {env} expanded.
-func (v *validator) name(path, s, pattern, what string) {
-	if s == "" {
-		v.add(path, "is required")
-		return
-	}
-	if !v.placeholders(path, s) {
-		return
-	}
-	if !regexp.MustCompile(pattern).MatchString(strings.ReplaceAll(s, EnvPlaceholder, sampleEnv)) {
-		v.add(path, fmt.Sprintf("%q is not %s", s, what))
-	}
-}
+// validator is the shared kindconfig.Validator plus this kind's own checks.
+type validator struct{ kindconfig.Validator }
 
 // address checks host:port.
 func (v *validator) address(path, s string) {
 	if s == "" {
-		v.add(path, "is required (host:port)")
+		v.Add(path, "is required (host:port)")
 		return
 	}
-	if !v.placeholders(path, s) {
+	if !v.Placeholders(path, s) {
 		return
 	}
 	host, port, err := net.SplitHostPort(strings.ReplaceAll(s, EnvPlaceholder, sampleEnv))
 	if err != nil || host == "" {
-		v.add(path, fmt.Sprintf("%q is not host:port", s))
+		v.Add(path, fmt.Sprintf("%q is not host:port", s))
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		v.add(path, fmt.Sprintf("%q has no valid port (1-65535)", s))
+		v.Add(path, fmt.Sprintf("%q has no valid port (1-65535)", s))
 	}
-}
-
-func (v *validator) duration(path, s string, def, maxD time.Duration) time.Duration {
-	if s == "" {
-		return def
-	}
-	d, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		v.add(path, fmt.Sprintf("%q is not a duration (e.g. 10m, 90s)", s))
-	case d <= 0:
-		v.add(path, "must be positive")
-	case d > maxD:
-		v.add(path, fmt.Sprintf("%s is longer than the maximum %s", d, maxD))
-	default:
-		return d
-	}
-	return def
 }

@@ -6,19 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -31,119 +29,26 @@ func yamlDecode(src string) func(any) error {
 	}
 }
 
-var testNow = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+var testNow = rotatorstest.DefaultNow
 
 // errCrash stands for the process dying: a step that sees it stops there.
 var errCrash = errors.New("simulated crash")
 
-// fakeRun is the executor's side of a step: persisted facts, memory-only
-// secrets, recorded progress, and a logger writing to a buffer.
-type fakeRun struct {
-	spec rotators.Spec
-	now  time.Time
+// fakeRun is the executor's side of a step, recorded in memory.
+type fakeRun = rotatorstest.Run
 
-	mu       sync.Mutex
-	facts    map[string]string
-	secrets  map[string]secret.Value
-	progress []string
-	// crashAfter, if set, makes Record of that fact key persist the fact
-	// and then fail with errCrash (a crash right after an intent).
-	crashAfter string
-	logBuf     *bytes.Buffer
-	log        *slog.Logger
-}
+func newFakeRun(spec rotators.Spec) *fakeRun { return rotatorstest.New(spec) }
 
-func newFakeRun(spec rotators.Spec) *fakeRun {
-	buf := &bytes.Buffer{}
-	return &fakeRun{
-		spec: spec, now: testNow,
-		facts: map[string]string{}, secrets: map[string]secret.Value{},
-		logBuf: buf, log: slog.New(slog.NewJSONHandler(&lockedWriter{w: buf}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-}
-
-// restarted is the same run after a process restart: facts survive,
-// memory-only secrets do not; the log and progress carry on.
-func (f *fakeRun) restarted() *fakeRun {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	g := newFakeRun(f.spec)
-	g.facts = maps.Clone(f.facts)
-	g.now = f.now
-	g.logBuf, g.log = f.logBuf, f.log
-	g.progress = slices.Clone(f.progress)
-	return g
-}
-
-func (f *fakeRun) RequestID() string { return f.spec.RequestID }
-func (f *fakeRun) Target() string    { return f.spec.Target }
-func (f *fakeRun) Env() string       { return f.spec.Env }
-func (f *fakeRun) Emergency() bool   { return f.spec.Emergency }
-func (f *fakeRun) Requester() string { return "U01ALICE" }
-func (f *fakeRun) Approver() string  { return "U02BOB" }
-func (f *fakeRun) Now() time.Time    { return f.now }
-func (f *fakeRun) Log() *slog.Logger { return f.log }
-
-func (f *fakeRun) Fact(key string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.facts[key]
-}
-
-func (f *fakeRun) Record(_ context.Context, key, value string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.facts[key] = value
-	if key == f.crashAfter {
-		f.crashAfter = ""
+// crashAfter makes f's next Record of key persist the fact and then
+// fail with errCrash (a crash right after an intent).
+func crashAfter(f *fakeRun, key string) {
+	f.AfterRecord = func(k, _ string) error {
+		if k != key {
+			return nil
+		}
+		f.AfterRecord = nil
 		return errCrash
 	}
-	return nil
-}
-
-func (f *fakeRun) Secret(key string) (secret.Value, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.secrets[key]
-	return v, ok
-}
-
-func (f *fakeRun) KeepSecret(key string, v secret.Value) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.secrets[key] = v
-}
-
-func (f *fakeRun) Progress(_ context.Context, detail string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.progress = append(f.progress, detail)
-}
-
-func (f *fakeRun) Ask(context.Context, rotators.Prompt) (secret.Value, error) {
-	return secret.Value{}, errors.New("the redis kind never asks")
-}
-
-// texts is everything a run made visible: progress lines, facts, the log.
-func (f *fakeRun) texts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := slices.Clone(f.progress)
-	for k, v := range f.facts {
-		out = append(out, k+"="+v)
-	}
-	return append(out, f.logBuf.String())
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // fakeCluster keeps Secrets in memory, as kube does (immutable labelled
@@ -357,15 +262,7 @@ func (c *fakeCluster) WaitRollout(ctx context.Context, ns, name string, progress
 }
 
 // fakeCreds resolves credential names from a map.
-type fakeCreds map[string]string
-
-func (c fakeCreds) Lookup(name string) (secret.Value, error) {
-	v, ok := c[name]
-	if !ok {
-		return secret.Value{}, fmt.Errorf("credential %s is not set", name)
-	}
-	return secret.FromString(v), nil
-}
+type fakeCreds = rotatorstest.Creds
 
 // recordingReader is a deterministic random source that remembers what it
 // handed out, so a test knows every password a rotation generated.
@@ -395,19 +292,4 @@ func (r *recordingReader) passwords() []string {
 		out = append(out, hex.EncodeToString(b))
 	}
 	return out
-}
-
-// assertNoLeak fails when any text contains any of the values.
-func assertNoLeak(t *testing.T, values []string, texts ...string) {
-	t.Helper()
-	for _, v := range values {
-		if v == "" {
-			continue
-		}
-		for _, s := range texts {
-			if strings.Contains(s, v) {
-				t.Errorf("secret value leaked into %q", s)
-			}
-		}
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aivo-platform/rotary/rotators/rotatorstest"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -26,7 +27,7 @@ func TestNoPasswordOrHashInLogsProgressFactsOrErrors(t *testing.T) {
 			}
 			collect := func(f *fixture, runs ...*fakeRun) {
 				for _, r := range runs {
-					texts = append(texts, r.texts()...)
+					texts = append(texts, r.Texts()...)
 				}
 				secrets = append(secrets, f.generated()...)
 			}
@@ -37,7 +38,7 @@ func TestNoPasswordOrHashInLogsProgressFactsOrErrors(t *testing.T) {
 			run := f.newRun()
 			for _, name := range f.forward() {
 				try(f, run, name)
-				run = run.restarted()
+				run = run.Restarted()
 				try(f, run, name)
 			}
 			collect(f, run)
@@ -65,7 +66,7 @@ func TestNoPasswordOrHashInLogsProgressFactsOrErrors(t *testing.T) {
 			for _, name := range f4.rollback() {
 				try(f4, run4, name)
 			}
-			try(f4, run4.restarted(), failingStepAfterRollback(mode))
+			try(f4, run4.Restarted(), failingStepAfterRollback(mode))
 			collect(f4, run4)
 
 			if len(errs) < 2 {
@@ -75,7 +76,7 @@ func TestNoPasswordOrHashInLogsProgressFactsOrErrors(t *testing.T) {
 			for _, s := range append([]string(nil), secrets...) {
 				secrets = append(secrets, hashStr(s))
 			}
-			assertNoLeak(t, secrets, append(errs, texts...)...)
+			rotatorstest.AssertNoLeak(t, secrets, append(errs, texts...)...)
 		})
 	}
 }

@@ -52,7 +52,7 @@ func TestRollbackAfterEachStep(t *testing.T) {
 						t.Fatalf("rollback step %s: %v", n, err)
 					}
 					check("after " + n)
-					run = run.restarted()
+					run = run.Restarted()
 					if err := f.run(run, n); err != nil && !errors.Is(err, rotators.ErrNothingToUndo) {
 						t.Fatalf("rollback step %s, repeated after a restart: %v", n, err)
 					}

@@ -209,7 +209,7 @@ func TestPreflightRefuses(t *testing.T) {
 			if got := f.cluster.secretNames(); len(got) != 1 || f.secretValue() != tt.su.secretValueOr(testOld) {
 				t.Errorf("the cluster changed: %v", got)
 			}
-			if f.srv.files(t) != before || len(run.facts) != 0 {
+			if f.srv.files(t) != before || len(run.Facts()) != 0 {
 				t.Error("preflight changed Redis's files or recorded facts")
 			}
 		})
@@ -296,7 +296,7 @@ func TestResumeAfterEachStep(t *testing.T) {
 				}
 				run := f.newRun()
 				f.mustRun(run, names[:k+1]...)
-				run = run.restarted()
+				run = run.Restarted()
 				check := func(step string) {
 					if app != nil {
 						app.check("after " + step)
@@ -335,11 +335,11 @@ func TestResumeAfterIntent(t *testing.T) {
 			run := f.newRun()
 			names := f.forward()
 			f.mustRun(run, names[:indexOf(names, tt.step)]...)
-			run.crashAfter = tt.fact
+			crashAfter(run, tt.fact)
 			if err := f.run(run, tt.step); !errors.Is(err, errCrash) {
 				t.Fatalf("%s = %v, want the simulated crash", tt.step, err)
 			}
-			run = run.restarted()
+			run = run.Restarted()
 			if err := f.drive(run, tt.step, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -358,7 +358,7 @@ func TestLostPasswordIsReplacedNotLeftBehind(t *testing.T) {
 	if got := len(f.userPasswords()); got != 2 {
 		t.Fatalf("after add_password the user has %d passwords, want 2", got)
 	}
-	run = run.restarted()
+	run = run.Restarted()
 	err := f.run(run, StepUpdateSecret)
 	var lost *rotators.SecretLostError
 	if !errors.As(err, &lost) || lost.From != StepAddPassword {
