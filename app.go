@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -236,6 +237,7 @@ func newApp(ctx context.Context, cfg *Config, env appEnv) (_ *app, err error) {
 		Log:      env.log,
 		Observer: a.metrics,
 		After:    env.after,
+		StepDone: faultKillAfterStep(env.getenv(envFaultKillAfterStep), env.log),
 	})
 	a.executor = ex
 
@@ -409,3 +411,23 @@ func newRequestID() string {
 type wakeFunc func(id string)
 
 func (f wakeFunc) Wake(id string) { f(id) }
+
+// envFaultKillAfterStep names a step after whose journaled completion the
+// process kills itself with SIGKILL. It exists only for the crash/resume
+// end-to-end suite (test/e2e), which restarts rotary on the same bbolt file;
+// it is logged loudly so that nobody runs production with it by accident.
+const envFaultKillAfterStep = "ROTARY_FAULT_KILL_AFTER_STEP"
+
+func faultKillAfterStep(step string, log *slog.Logger) func(requestID, step string) {
+	if step == "" {
+		return nil
+	}
+	log.Warn("FAULT INJECTION ENABLED: the process will SIGKILL itself after a step", "env", envFaultKillAfterStep, "step", step)
+	return func(requestID, done string) {
+		if done != step {
+			return
+		}
+		log.Warn("fault injection: killing the process", "request_id", requestID, "step", done)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+}

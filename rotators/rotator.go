@@ -57,6 +57,29 @@ type Plan struct {
 	Rollback []Step
 	// Notes are warnings shown on the request message (e.g. "you will be asked to paste the key").
 	Notes []string
+	// FollowUps are parts of the approved plan that run later, after the
+	// forward steps succeeded and the request finished (e.g. removing an old
+	// JWT public key after a 24 h grace period). They need no new approval.
+	// The executor persists their due time, so they survive restarts, and
+	// runs each exactly once when due (or at once from a button).
+	FollowUps []FollowUp
+}
+
+// FollowUp is a scheduled, detached tail of a plan. Its steps follow the same
+// rules as forward steps (idempotent, intent before action) and must also be
+// safe when the world moved on meanwhile: a later rotation of the same target
+// may have superseded what the follow-up was meant to clean up, so a step
+// checks a fact recorded by the forward steps before it acts.
+type FollowUp struct {
+	// Name is the stable identifier stored in the journal. Never rename.
+	Name string
+	// Title is what people see ("Remove the old public key").
+	Title string
+	// Delay is how long after the forward steps succeed it becomes due.
+	Delay time.Duration
+	// PostponeBy is how far the Postpone button moves it. Zero means Delay.
+	PostponeBy time.Duration
+	Steps      []Step
 }
 
 // Spec is the request a Plan is made for.
@@ -65,6 +88,18 @@ type Spec struct {
 	Target    string
 	Env       string
 	Emergency bool
+	// RollbackOf is set when the request is `/rotate rollback <id>`: the
+	// executor runs the plan's Rollback steps as the forward steps, with the
+	// original run's facts, so manual and automatic rollback share one code path.
+	RollbackOf string
+}
+
+// Reverter is implemented by a Rotator whose completed rotations cannot
+// always be rolled back (the old key was revoked, the old role dropped).
+// CanRevert is given the finished run's facts and returns a user-facing
+// reason when a rollback would restore something dead; nil means it may.
+type Reverter interface {
+	CanRevert(facts map[string]string) error
 }
 
 // Rotator is one configured target's procedure.
@@ -113,6 +148,10 @@ type Run interface {
 	Progress(ctx context.Context, detail string)
 	// Ask posts a prompt and waits for the answer (or ctx).
 	Ask(ctx context.Context, p Prompt) (secret.Value, error)
+	// Sleep waits d (or until ctx ends) on the executor's clock, so tests with
+	// a fake clock do not wait in real time. A step that waits long records
+	// its deadline as a fact first, so a resumed step does not start over.
+	Sleep(ctx context.Context, d time.Duration) error
 	Now() time.Time
 	Log() *slog.Logger
 }

@@ -63,6 +63,10 @@ type Config struct {
 	Observer Observer
 	// After waits between attempts; tests inject an immediate one. Default time.After.
 	After func(time.Duration) <-chan time.Time
+	// StepDone, if set, is called after a step's completion is journaled.
+	// It exists for fault injection (the crash/resume end-to-end suite kills
+	// the process here); production leaves it nil.
+	StepDone func(requestID, step string)
 }
 
 // Executor runs rotations.
@@ -445,6 +449,9 @@ func (x *runner) attempt(ctx context.Context, step rotators.Step, rec *StepRecor
 				return err
 			}
 			log.InfoContext(ctx, "step done")
+			if x.e.cfg.StepDone != nil {
+				x.e.cfg.StepDone(x.req.ID, step.Name)
+			}
 			return nil
 		}
 		if errors.Is(err, rotators.ErrNothingToUndo) {

@@ -85,6 +85,19 @@ func (s *stepRun) Progress(ctx context.Context, detail string) {
 	}
 }
 
+// Sleep waits d on the executor's clock (Config.After), or until ctx ends.
+func (s *stepRun) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.x.e.cfg.After(d):
+		return nil
+	}
+}
+
 // Ask posts the prompt and waits for Answer, or ctx (the step's timeout).
 func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
 	w := &waiter{prompt: p, req: s.x.req, answer: make(chan secret.Value, 1)}

@@ -59,6 +59,7 @@ func (r *fakeRun) KeepSecret(string, secret.Value) {}
 func (r *fakeRun) Secret(string) (secret.Value, bool) {
 	return secret.Value{}, false
 }
+func (r *fakeRun) Sleep(ctx context.Context, d time.Duration) error { return ctx.Err() }
 func (r *fakeRun) Ask(context.Context, rotators.Prompt) (secret.Value, error) {
 	return secret.Value{}, errors.New("no prompts here")
 }

@@ -61,6 +61,7 @@ type Run struct {
 	secrets  map[string]secret.Value
 	progress []string
 	prompts  []rotators.Prompt
+	sleeps   []time.Duration
 	logBuf   *syncBuffer
 	log      *slog.Logger
 }
@@ -197,6 +198,26 @@ func (r *Run) ProgressLines() []string {
 // ProgressText is the progress lines joined by newlines.
 func (r *Run) ProgressText() string {
 	return strings.Join(r.ProgressLines(), "\n")
+}
+
+// Sleep advances the run's clock by d at once (or fails if ctx is done), so
+// a waiting step runs instantly and deterministically. Sleeps records every wait.
+func (r *Run) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sleeps = append(r.sleeps, d)
+	r.now = r.now.Add(d)
+	return nil
+}
+
+// Sleeps returns every duration Sleep was called with, in order.
+func (r *Run) Sleeps() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sleeps)
 }
 
 // Ask records the prompt and answers it with Answer.
