@@ -24,7 +24,14 @@ type Request struct {
 	Reason    string `json:"reason,omitempty"`
 	Requester string `json:"requester"`
 	Emergency bool   `json:"emergency,omitempty"`
-	State     State  `json:"state"`
+	// RollbackOf is the ID of the finished request a `/rotate rollback`
+	// request restores; empty for an ordinary rotation.
+	RollbackOf string `json:"rollback_of,omitempty"`
+	// BreakGlass: an emergency request a named responder started without
+	// approval; Review records the second person's acknowledgement afterwards.
+	BreakGlass bool    `json:"break_glass,omitempty"`
+	Review     *Review `json:"review,omitempty"`
+	State      State   `json:"state"`
 
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
@@ -42,6 +49,16 @@ type Request struct {
 	Slack SlackRefs `json:"slack"`
 
 	Events []Event `json:"events"`
+}
+
+// Review is the after-the-fact second look a break-glass rotation needs.
+type Review struct {
+	// DueAt is when the next escalation fires if nobody has reviewed.
+	DueAt time.Time `json:"due_at"`
+	By    string    `json:"by,omitempty"`
+	At    time.Time `json:"at,omitzero"`
+	// Escalations counts the re-notifications sent because nobody reviewed in time.
+	Escalations int `json:"escalations,omitempty"`
 }
 
 // SlackRefs are the transport's handles on the request's messages. They are
