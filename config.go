@@ -34,6 +34,18 @@ const (
 	defaultRequestTTL    = time.Hour
 	defaultSweepInterval = 30 * time.Second
 	defaultEnvName       = "prod"
+	defaultAdminListen   = "127.0.0.1:8081"
+
+	// Emergency defaults: an emergency waits briefly for its second person,
+	// and a break-glass rotation must be reviewed within half an hour.
+	defaultEmergencyTTL   = 15 * time.Minute
+	minEmergencyTTL       = time.Minute
+	maxEmergencyTTL       = time.Hour
+	defaultReviewWithin   = 30 * time.Minute
+	minReviewWithin       = 5 * time.Minute
+	maxReviewWithin       = 24 * time.Hour
+	defaultMaxEscalations = 3
+	maxMaxEscalations     = 20
 
 	// A request must stay open long enough for a second person to see it,
 	// and not so long that an approval lands on a forgotten request.
@@ -61,6 +73,10 @@ type Config struct {
 	SweepInterval   time.Duration
 	DefaultEnv      string
 	RequireReason   bool
+	// AdminListen is the loopback-only address of the admin endpoints
+	// (`rotary audit export` reads through it while the bot holds the state file).
+	AdminListen string
+	Emergency   approvals.Emergency
 	// Targets in file order.
 	Targets []*TargetConfig
 }
@@ -91,6 +107,15 @@ const (
 	keyRequireReason = "require_reason"
 	keySweepInterval = "sweep_interval"
 	keyTargets       = "targets"
+	keyAdminListen   = "admin_listen"
+	keyEmergency     = "emergency"
+
+	keyResponders     = "responders"
+	keyBreakGlass     = "break_glass"
+	keyEnabled        = "enabled"
+	keyReviewWithin   = "review_within"
+	keyMaxEscalations = "max_escalations"
+	keyEscalateTo     = "escalate_to"
 
 	keyRequestChannel  = "request_channel"
 	keyAnnounceChannel = "announce_channel"
@@ -143,6 +168,11 @@ func parseConfig(data []byte) (*Config, []rotators.Problem, error) {
 		RequestTTL:    defaultRequestTTL,
 		SweepInterval: defaultSweepInterval,
 		DefaultEnv:    defaultEnvName,
+		AdminListen:   defaultAdminListen,
+		Emergency: approvals.Emergency{
+			TTL:        defaultEmergencyTTL,
+			BreakGlass: approvals.BreakGlass{ReviewWithin: defaultReviewWithin, MaxEscalations: defaultMaxEscalations},
+		},
 	}
 	var root *yaml.Node
 	if len(doc.Content) > 0 {
@@ -280,11 +310,18 @@ func (l *loader) config(cfg *Config, root *yaml.Node) {
 				continue
 			}
 			cfg.RequireReason = b
+		case keyAdminListen:
+			if s, ok := l.str(p); ok {
+				l.adminListen(p, s)
+				cfg.AdminListen = s
+			}
+		case keyEmergency:
+			l.emergency(cfg, p)
 		case keyTargets:
 			targets = &p
 		default:
 			l.add(p.path, p.keyNode, "unknown key %q; the known keys are %s", p.key,
-				strings.Join([]string{keyListen, keyStatePath, keySlack, keyRequestTTL, keyDefaultEnv, keyRequireReason, keySweepInterval, keyTargets}, ", "))
+				strings.Join([]string{keyListen, keyStatePath, keySlack, keyRequestTTL, keyDefaultEnv, keyRequireReason, keySweepInterval, keyAdminListen, keyEmergency, keyTargets}, ", "))
 		}
 	}
 	if !sawSlack {
@@ -469,21 +506,125 @@ func (l *loader) approvers(t *TargetConfig, p pair) {
 			l.add(q.path, q.val, "must be a mapping with users and/or groups, e.g. {users: [U0123ABCD]}")
 			continue
 		}
-		var a approvals.Approvers
-		for _, r := range l.pairs(q.path, q.val) {
-			switch r.key {
-			case keyUsers:
-				a.Users = l.idList(r, "UW", "a Slack user ID: use the member ID (U… or W…) from the person's Slack profile, not a name")
-			case keyGroups:
-				a.Groups = l.idList(r, "S", "a Slack user group ID: use the group's ID (S…), not its @handle")
-			default:
-				l.add(r.path, r.keyNode, "unknown key %q; the known keys are %s, %s", r.key, keyUsers, keyGroups)
-			}
-		}
+		a := l.approverSet(q)
 		if len(a.Users) == 0 && len(a.Groups) == 0 {
 			l.add(q.path, q.val, "has no approvers: list at least one user or group")
 		}
 		t.Approvers[q.key] = a
+	}
+}
+
+// approverSet reads a {users: [...], groups: [...]} mapping (already checked to be a mapping).
+func (l *loader) approverSet(p pair) approvals.Approvers {
+	var a approvals.Approvers
+	for _, r := range l.pairs(p.path, p.val) {
+		switch r.key {
+		case keyUsers:
+			a.Users = l.userIDs(r)
+		case keyGroups:
+			a.Groups = l.idList(r, "S", "a Slack user group ID: use the group's ID (S…), not its @handle")
+		default:
+			l.add(r.path, r.keyNode, "unknown key %q; the known keys are %s, %s", r.key, keyUsers, keyGroups)
+		}
+	}
+	return a
+}
+
+func (l *loader) userIDs(p pair) []string {
+	return l.idList(p, "UW", "a Slack user ID: use the member ID (U… or W…) from the person's Slack profile, not a name")
+}
+
+// adminListen requires a loopback address: the admin endpoints answer
+// without Slack's signature, so only processes in the same pod may reach them.
+func (l *loader) adminListen(p pair, s string) {
+	if s == "" {
+		return // disabled
+	}
+	host, _, err := net.SplitHostPort(s)
+	if err != nil {
+		l.add(p.path, p.val, "%q is not an address: use 127.0.0.1:PORT, or \"\" to turn the admin endpoints off", s)
+		return
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		l.add(p.path, p.val, "%q is not a loopback address: the admin endpoints are unauthenticated, so they listen on 127.0.0.1 only", s)
+	}
+}
+
+// emergency reads the `emergency:` section.
+func (l *loader) emergency(cfg *Config, p pair) {
+	if p.valIsNil {
+		return
+	}
+	if p.val.Kind != yaml.MappingNode {
+		l.add(p.path, p.val, "must be a mapping with %s, %s and %s", keyResponders, keyRequestTTL, keyBreakGlass)
+		return
+	}
+	e := &cfg.Emergency
+	for _, q := range l.pairs(p.path, p.val) {
+		switch q.key {
+		case keyResponders:
+			if q.val.Kind != yaml.MappingNode {
+				l.add(q.path, q.val, "must be a mapping with users and/or groups, e.g. {groups: [S0ONCALL1]}")
+				continue
+			}
+			e.Responders = l.approverSet(q)
+		case keyRequestTTL:
+			if d, ok := l.duration(q, minEmergencyTTL, maxEmergencyTTL); ok {
+				e.TTL = d
+			}
+		case keyBreakGlass:
+			l.breakGlass(&e.BreakGlass, q)
+		default:
+			l.add(q.path, q.keyNode, "unknown key %q; the known keys are %s, %s, %s", q.key, keyResponders, keyRequestTTL, keyBreakGlass)
+		}
+	}
+}
+
+func (l *loader) breakGlass(bg *approvals.BreakGlass, p pair) {
+	if p.valIsNil {
+		return
+	}
+	if p.val.Kind != yaml.MappingNode {
+		l.add(p.path, p.val, "must be a mapping with %s, %s, %s, %s and %s", keyEnabled, keyUsers, keyReviewWithin, keyMaxEscalations, keyEscalateTo)
+		return
+	}
+	for _, q := range l.pairs(p.path, p.val) {
+		switch q.key {
+		case keyEnabled:
+			if q.valIsNil {
+				continue
+			}
+			if err := q.val.Decode(&bg.Enabled); err != nil || q.val.Kind != yaml.ScalarNode {
+				l.add(q.path, q.val, "must be true or false")
+			}
+		case keyUsers:
+			bg.Users = l.userIDs(q)
+		case keyReviewWithin:
+			if d, ok := l.duration(q, minReviewWithin, maxReviewWithin); ok {
+				bg.ReviewWithin = d
+			}
+		case keyMaxEscalations:
+			if q.valIsNil {
+				continue
+			}
+			var n int
+			if err := q.val.Decode(&n); err != nil || q.val.Kind != yaml.ScalarNode || n < 0 || n > maxMaxEscalations {
+				l.add(q.path, q.val, "must be a whole number between 0 and %d", maxMaxEscalations)
+				continue
+			}
+			bg.MaxEscalations = n
+		case keyEscalateTo:
+			if q.val.Kind != yaml.MappingNode {
+				l.add(q.path, q.val, "must be a mapping with users and/or groups, e.g. {groups: [S0SECURITY]}")
+				continue
+			}
+			bg.EscalateTo = l.approverSet(q)
+		default:
+			l.add(q.path, q.keyNode, "unknown key %q; the known keys are %s, %s, %s, %s, %s", q.key, keyEnabled, keyUsers, keyReviewWithin, keyMaxEscalations, keyEscalateTo)
+		}
+	}
+	if bg.Enabled && len(bg.Users) == 0 {
+		l.add(join(p.path, keyUsers), p.val, "is required when break-glass is enabled: name the responders (U…) who may start an emergency rotation without approval")
 	}
 }
 
@@ -534,16 +675,31 @@ func (c *Config) Policy() approvals.Policy {
 		DefaultEnv:    c.DefaultEnv,
 		RequireReason: c.RequireReason,
 		Targets:       make(map[string]approvals.Target, len(c.Targets)),
+		Emergency: approvals.Emergency{
+			Responders: cloneApprovers(c.Emergency.Responders),
+			TTL:        c.Emergency.TTL,
+			BreakGlass: approvals.BreakGlass{
+				Enabled:        c.Emergency.BreakGlass.Enabled,
+				Users:          slices.Clone(c.Emergency.BreakGlass.Users),
+				ReviewWithin:   c.Emergency.BreakGlass.ReviewWithin,
+				MaxEscalations: c.Emergency.BreakGlass.MaxEscalations,
+				EscalateTo:     cloneApprovers(c.Emergency.BreakGlass.EscalateTo),
+			},
+		},
 	}
 	for _, t := range c.Targets {
 		// Copies, so the policy and the config never share a slice.
 		ap := make(map[string]approvals.Approvers, len(t.Approvers))
 		for env, a := range t.Approvers {
-			ap[env] = approvals.Approvers{Users: slices.Clone(a.Users), Groups: slices.Clone(a.Groups)}
+			ap[env] = cloneApprovers(a)
 		}
 		p.Targets[t.Name] = approvals.Target{Name: t.Name, Kind: t.Kind, Approvers: ap}
 	}
 	return p
+}
+
+func cloneApprovers(a approvals.Approvers) approvals.Approvers {
+	return approvals.Approvers{Users: slices.Clone(a.Users), Groups: slices.Clone(a.Groups)}
 }
 
 // Build makes each target's Rotator with its kind. Problems have full key

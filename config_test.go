@@ -696,3 +696,77 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadConfigEmergency(t *testing.T) {
+	cfg, problems := loadText(t, minimalConfig+`
+admin_listen: 127.0.0.1:9091
+emergency:
+  responders: {users: [U0ONCALL1], groups: [S0ONCALL]}
+  request_ttl: 10m
+  break_glass:
+    enabled: true
+    users: [U0ONCALL1]
+    review_within: 1h
+    max_escalations: 5
+    escalate_to: {groups: [S0SECURITY]}
+`)
+	if len(problems) > 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+	p := cfg.Policy()
+	e := p.Emergency
+	if cfg.AdminListen != "127.0.0.1:9091" || e.TTL != 10*time.Minute || !slices.Equal(e.Responders.Users, []string{"U0ONCALL1"}) ||
+		!slices.Equal(e.Responders.Groups, []string{"S0ONCALL"}) || !e.BreakGlass.Enabled ||
+		!slices.Equal(e.BreakGlass.Users, []string{"U0ONCALL1"}) || e.BreakGlass.ReviewWithin != time.Hour ||
+		e.BreakGlass.MaxEscalations != 5 || !slices.Equal(e.BreakGlass.EscalateTo.Groups, []string{"S0SECURITY"}) {
+		t.Fatalf("emergency policy %+v (admin %q)", e, cfg.AdminListen)
+	}
+	// The policy holds copies: changing it cannot change the config.
+	e.BreakGlass.Users[0] = "UXXXX"
+	if cfg.Emergency.BreakGlass.Users[0] != "U0ONCALL1" {
+		t.Fatal("policy shares the break-glass list with the config")
+	}
+
+	def, problems := loadText(t, minimalConfig)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	d := def.Policy().Emergency
+	if d.TTL != 15*time.Minute || d.BreakGlass.Enabled || d.BreakGlass.ReviewWithin != 30*time.Minute ||
+		d.BreakGlass.MaxEscalations != 3 || def.AdminListen != "127.0.0.1:8081" {
+		t.Fatalf("emergency defaults %+v admin %q: break-glass must be off by default", d, def.AdminListen)
+	}
+}
+
+func TestLoadConfigEmergencyProblems(t *testing.T) {
+	_, problems := loadText(t, minimalConfig+`
+admin_listen: 0.0.0.0:9091
+emergency:
+  responders: [U0ONCALL1]
+  request_ttl: 3h
+  break_glass:
+    enabled: yes please
+    users: [alice]
+    review_within: 1m
+    max_escalations: -1
+    escalate_to: {people: [U1]}
+    page: true
+  grace: 0s
+`)
+	assertProblems(t, problems, map[string]string{
+		"admin_listen":                             "not a loopback address",
+		"emergency.responders":                     "must be a mapping with users and/or groups",
+		"emergency.request_ttl":                    "out of range",
+		"emergency.break_glass.enabled":            "must be true or false",
+		"emergency.break_glass.users[0]":           `"alice" is not a Slack user ID`,
+		"emergency.break_glass.review_within":      "out of range",
+		"emergency.break_glass.max_escalations":    "between 0 and 20",
+		"emergency.break_glass.escalate_to.people": `unknown key "people"`,
+		"emergency.break_glass.page":               `unknown key "page"`,
+		"emergency.grace":                          `unknown key "grace"`,
+	})
+	_, problems = loadText(t, minimalConfig+"emergency:\n  break_glass: {enabled: true}\n")
+	assertProblems(t, problems, map[string]string{
+		"emergency.break_glass.users": "is required when break-glass is enabled",
+	})
+}

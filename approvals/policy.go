@@ -41,6 +41,65 @@ type Policy struct {
 	// RequireReason makes --reason mandatory.
 	RequireReason bool
 	Targets       map[string]Target
+	Emergency     Emergency
+}
+
+// Emergency configures the compromised-secret path (`--emergency`): speed
+// and noise, but still two people.
+type Emergency struct {
+	// Responders may approve (or deny) emergency requests besides the
+	// target's approvers: the on-call set is wider than the usual approvers.
+	Responders Approvers
+	// TTL is how long an emergency request waits for a second person; short,
+	// because an unanswered emergency must be re-raised, not left waiting.
+	TTL time.Duration
+	// BreakGlass lets named responders start at once, reviewed afterwards.
+	BreakGlass BreakGlass
+}
+
+// BreakGlass lets named responders start an emergency rotation without
+// approval. The second person then reviews it afterwards; a missed review
+// deadline re-notifies with escalation. Off unless Enabled.
+type BreakGlass struct {
+	Enabled bool
+	// Users are the Slack user IDs who may break glass (named people only,
+	// never groups, so the list is a deliberate, reviewable decision).
+	Users []string
+	// ReviewWithin is the review deadline, and the interval between escalations.
+	ReviewWithin time.Duration
+	// MaxEscalations bounds the re-notifications for one request.
+	MaxEscalations int
+	// EscalateTo is mentioned in escalations (users and user groups).
+	EscalateTo Approvers
+}
+
+// mayBreakGlass reports whether user may start an emergency without approval.
+func (p Policy) mayBreakGlass(user string) bool {
+	return p.Emergency.BreakGlass.Enabled && slices.Contains(p.Emergency.BreakGlass.Users, user)
+}
+
+// deciders returns who may decide r (approve, deny, review): the target's
+// approvers for r's environment, plus the responders when r is an emergency.
+func (p Policy) deciders(r *Request) (Approvers, error) {
+	set, err := p.approversFor(r.Target, r.Env)
+	if err != nil {
+		return Approvers{}, err
+	}
+	if r.Emergency {
+		set = Approvers{
+			Users:  append(slices.Clone(set.Users), p.Emergency.Responders.Users...),
+			Groups: append(slices.Clone(set.Groups), p.Emergency.Responders.Groups...),
+		}
+	}
+	return set, nil
+}
+
+// ttl is how long a new request waits for a decision.
+func (p Policy) ttl(emergency bool) time.Duration {
+	if emergency && p.Emergency.TTL > 0 {
+		return p.Emergency.TTL
+	}
+	return p.TTL
 }
 
 // approversFor returns the target's approver set for env.

@@ -99,6 +99,22 @@ const (
 	NoticeReply NoticeKind = "reply"
 	// NoticeAnnounce: a line in the announcement channel about Event.
 	NoticeAnnounce NoticeKind = "announce"
+	// NoticeAlert: a channel-wide notification (@channel) in the request
+	// channel, outside the thread: emergencies and missed reviews. The same
+	// event goes to the announcement channel as a NoticeAnnounce, so each
+	// notice is one Slack message and is delivered exactly once.
+	NoticeAlert NoticeKind = "alert"
+)
+
+// Notice events that are not states.
+const (
+	EventRequested      = "requested"
+	EventEmergency      = "emergency"
+	EventBreakGlass     = "break_glass"
+	EventReviewed       = "reviewed"
+	EventReviewOverdue  = "review_overdue"
+	EventTimeline       = "timeline"
+	EventRollbackOpened = "rollback_requested"
 )
 
 // Notice is a durable request for a message. It carries facts, never text: the
@@ -135,4 +151,6 @@ type Store interface {
 	View(ctx context.Context, fn func(Tx) error) error
 	// ListOpen returns every pending, approved or running request, oldest first.
 	ListOpen(ctx context.Context) ([]*Request, error)
+	// ListUnreviewed returns the break-glass requests whose review is outstanding.
+	ListUnreviewed(ctx context.Context) ([]*Request, error)
 }

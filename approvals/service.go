@@ -61,37 +61,87 @@ type OpenInput struct {
 	Reason    string
 	Requester string
 	Emergency bool
+	// RollbackOf asks to restore what a finished request replaced; Target
+	// and Env are then taken from that request.
+	RollbackOf string
 	// Channel is where the root message goes (opaque to this package).
 	Channel string
 }
 
 // Open creates a pending request, unless the target already has an open one.
+// An emergency request needs a reason, waits only the emergency TTL, alerts
+// the whole channel, and starts at once (approved by break-glass) when the
+// requester is a named break-glass responder.
 func (s *Service) Open(ctx context.Context, in OpenInput) (*Request, error) {
+	if in.RollbackOf != "" {
+		orig, err := s.Get(ctx, in.RollbackOf)
+		if err != nil {
+			return nil, err
+		}
+		in.Target, in.Env, in.Emergency = orig.Target, orig.Env, false
+	}
 	if in.Env == "" {
 		in.Env = s.policy.DefaultEnv
 	}
 	if _, err := s.policy.approversFor(in.Target, in.Env); err != nil {
 		return nil, err
 	}
+	if in.Emergency && in.Reason == "" {
+		return nil, ErrEmergencyReason
+	}
 	if s.policy.RequireReason && in.Reason == "" {
 		return nil, ErrReasonRequired
 	}
 	now := s.now()
 	r := &Request{
-		ID:        s.newID(),
-		Target:    in.Target,
-		Kind:      s.policy.Targets[in.Target].Kind,
-		Env:       in.Env,
-		Reason:    in.Reason,
-		Requester: in.Requester,
-		Emergency: in.Emergency,
-		State:     StatePending,
-		CreatedAt: now,
-		ExpiresAt: now.Add(s.policy.TTL),
-		Slack:     SlackRefs{Channel: in.Channel},
-		Events:    []Event{{At: now, Actor: in.Requester, Action: "requested", Detail: in.Reason}},
+		ID:         s.newID(),
+		Target:     in.Target,
+		Kind:       s.policy.Targets[in.Target].Kind,
+		Env:        in.Env,
+		Reason:     in.Reason,
+		Requester:  in.Requester,
+		Emergency:  in.Emergency,
+		RollbackOf: in.RollbackOf,
+		State:      StatePending,
+		CreatedAt:  now,
+		ExpiresAt:  now.Add(s.policy.ttl(in.Emergency)),
+		Slack:      SlackRefs{Channel: in.Channel},
+		Events:     []Event{{At: now, Actor: in.Requester, Action: EventRequested, Detail: in.Reason}},
+	}
+	if in.RollbackOf != "" {
+		r.Events[0].Action = EventRollbackOpened
+		r.Events[0].Detail = joinDetail("rollback of "+in.RollbackOf, in.Reason)
+	}
+	notices := []Notice{{Kind: NoticeRoot, RequestID: r.ID, Event: EventRequested, Actor: r.Requester}}
+	if r.Emergency {
+		// Channel-wide, in the request channel and the announcement channel.
+		notices = append(notices,
+			Notice{Kind: NoticeAlert, RequestID: r.ID, Event: EventEmergency, Actor: r.Requester},
+			Notice{Kind: NoticeAnnounce, RequestID: r.ID, Event: EventEmergency, Actor: r.Requester})
+		if s.policy.mayBreakGlass(r.Requester) {
+			bg := s.policy.Emergency.BreakGlass
+			if err := r.transition(StateApproved, now, r.Requester, "break-glass: started without approval; a second person must review it"); err != nil {
+				return nil, err
+			}
+			r.BreakGlass = true
+			r.DecidedBy, r.DecidedAt = r.Requester, now
+			r.Review = &Review{DueAt: now.Add(bg.ReviewWithin)}
+			notices = append(notices, Notice{Kind: NoticeReply, RequestID: r.ID, Event: EventBreakGlass, Actor: r.Requester})
+		}
 	}
 	err := s.store.Update(ctx, func(tx Tx) error {
+		if r.RollbackOf != "" {
+			orig, err := tx.Get(r.RollbackOf)
+			if err != nil {
+				return err
+			}
+			if orig.State.Open() {
+				return &StillOpenError{ID: orig.ID, State: orig.State}
+			}
+			if orig.RollbackOf != "" {
+				return ErrRollbackOfRollback
+			}
+		}
 		active, err := tx.ActiveFor(r.Target, r.Env)
 		if err != nil {
 			return err
@@ -106,13 +156,29 @@ func (s *Service) Open(ctx context.Context, in OpenInput) (*Request, error) {
 		if err := tx.Put(r); err != nil {
 			return err
 		}
-		return tx.Notify(Notice{Kind: NoticeRoot, RequestID: r.ID, Event: "requested", Actor: r.Requester})
+		for _, n := range notices {
+			if err := tx.Notify(n); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open request for %s/%s: %w", in.Target, in.Env, err)
 	}
-	s.log.InfoContext(ctx, "request opened", "request_id", r.ID, "target", r.Target, "env", r.Env, "requester", r.Requester)
+	s.log.InfoContext(ctx, "request opened", "request_id", r.ID, "target", r.Target, "env", r.Env, "requester", r.Requester,
+		"emergency", r.Emergency, "break_glass", r.BreakGlass, "rollback_of", r.RollbackOf)
+	if r.State == StateApproved && s.starter != nil {
+		s.starter.Wake(r.ID)
+	}
 	return r, nil
+}
+
+func joinDetail(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + ": " + b
 }
 
 // Approve records a second person's approval. The policy is checked inside
@@ -127,7 +193,7 @@ func (s *Service) Approve(ctx context.Context, id, approver string) (*Request, e
 		if approver == r.Requester {
 			return ErrSelfApproval
 		}
-		set, err := s.policy.approversFor(r.Target, r.Env)
+		set, err := s.policy.deciders(r)
 		if err != nil {
 			return err
 		}
@@ -155,7 +221,7 @@ func (s *Service) Deny(ctx context.Context, id, approver, reason string) (*Reque
 		return nil, err
 	}
 	return s.decide(ctx, id, func(r *Request, now time.Time) error {
-		set, err := s.policy.approversFor(r.Target, r.Env)
+		set, err := s.policy.deciders(r)
 		if err != nil {
 			return err
 		}
@@ -354,11 +420,16 @@ func (s *Service) Finish(ctx context.Context, id string, to State, outcome strin
 		if err := tx.Put(r); err != nil {
 			return err
 		}
-		for _, n := range []Notice{
+		notices := []Notice{
 			{Kind: NoticeRoot, RequestID: r.ID, Event: string(to)},
 			{Kind: NoticeReply, RequestID: r.ID, Event: string(to)},
 			{Kind: NoticeAnnounce, RequestID: r.ID, Event: string(to)},
-		} {
+		}
+		if r.Emergency {
+			// The thread of an emergency ends with its incident timeline.
+			notices = append(notices, Notice{Kind: NoticeReply, RequestID: r.ID, Event: EventTimeline})
+		}
+		for _, n := range notices {
 			if err := tx.Notify(n); err != nil {
 				return err
 			}
@@ -392,7 +463,7 @@ func (s *Service) groupsFor(ctx context.Context, id, user string) ([]string, err
 	if err != nil {
 		return nil, err
 	}
-	set, err := s.policy.approversFor(r.Target, r.Env)
+	set, err := s.policy.deciders(r)
 	if err != nil || len(set.Groups) == 0 {
 		return nil, nil
 	}

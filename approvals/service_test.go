@@ -44,6 +44,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith builds the fixture after edit changed the policy (nil: as is).
+func newFixtureWith(t *testing.T, edit func(*approvals.Policy)) *fixture {
+	t.Helper()
 	store, err := boltstore.Open(filepath.Join(t.TempDir(), "rotary.db"), boltstore.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -52,15 +58,19 @@ func newFixture(t *testing.T) *fixture {
 	c := &clock{t: time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)}
 	w := &wakes{}
 	var n atomic.Int64
-	svc := approvals.NewService(approvals.Deps{
-		Store: store,
-		Policy: approvals.Policy{TTL: time.Hour, DefaultEnv: "prod", Targets: map[string]approvals.Target{
-			"openai": {Name: "openai", Kind: "apikey", Approvers: map[string]approvals.Approvers{
-				"prod":    {Users: []string{"UALICE", "UBOB"}, Groups: []string{"SPLATFORM"}},
-				"staging": {Users: []string{"UCAROL"}},
-			}},
-			"stripe": {Name: "stripe", Kind: "apikey", Approvers: map[string]approvals.Approvers{"prod": {Users: []string{"UALICE"}}}},
+	policy := approvals.Policy{TTL: time.Hour, DefaultEnv: "prod", Targets: map[string]approvals.Target{
+		"openai": {Name: "openai", Kind: "apikey", Approvers: map[string]approvals.Approvers{
+			"prod":    {Users: []string{"UALICE", "UBOB"}, Groups: []string{"SPLATFORM"}},
+			"staging": {Users: []string{"UCAROL"}},
 		}},
+		"stripe": {Name: "stripe", Kind: "apikey", Approvers: map[string]approvals.Approvers{"prod": {Users: []string{"UALICE"}}}},
+	}}
+	if edit != nil {
+		edit(&policy)
+	}
+	svc := approvals.NewService(approvals.Deps{
+		Store:   store,
+		Policy:  policy,
 		Dir:     groups{"UDAVE": {"SPLATFORM"}, "UERIN": {"SOTHER"}},
 		Starter: w,
 		Now:     c.Now,

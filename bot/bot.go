@@ -38,6 +38,22 @@ type Approvals interface {
 	Get(ctx context.Context, id string) (*approvals.Request, error)
 	ListOpen(ctx context.Context) ([]*approvals.Request, error)
 	SetSlackRefs(ctx context.Context, id string, fn func(*approvals.SlackRefs)) error
+	// Review acknowledges a break-glass rotation as its second person.
+	Review(ctx context.Context, id, user string) (*approvals.Request, error)
+	// MayManage says (nil) whether user may act on the request's follow-ups.
+	MayManage(ctx context.Context, id, user string) error
+	// EscalationTargets are mentioned when a break-glass review is overdue.
+	EscalationTargets() approvals.Approvers
+}
+
+// FollowUps is the executor's side of scheduled follow-ups and of rollback
+// requests. Authorization is the transport's job (Approvals.MayManage)
+// before it calls these.
+type FollowUps interface {
+	FollowUpNow(ctx context.Context, requestID, name, actor string) error
+	PostponeFollowUp(ctx context.Context, requestID, name, actor string) (time.Time, error)
+	// CheckRevertible refuses at once a rollback that could not work.
+	CheckRevertible(ctx context.Context, originalID string) error
 }
 
 // Runs reads the executor's journal (for progress and status).
@@ -67,6 +83,7 @@ type SlackAPI interface {
 	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
 	PostEphemeralContext(ctx context.Context, channelID, userID string, options ...slack.MsgOption) (string, error)
 	OpenViewContext(ctx context.Context, triggerID string, view slack.ModalViewRequest) (*slack.ViewResponse, error)
+	GetPermalinkContext(ctx context.Context, params *slack.PermalinkParameters) (string, error)
 }
 
 // PlanNotes returns the notes shown on a request message (from the target's plan).
@@ -79,6 +96,7 @@ type Config struct {
 	Approvals       Approvals
 	Runs            Runs
 	Prompts         Prompts
+	FollowUps       FollowUps
 	Outbox          Outbox
 	RequestChannel  string
 	AnnounceChannel string

@@ -91,15 +91,28 @@ func (b *Bot) runCommand(ctx context.Context, sc slack.SlashCommand, cmd command
 		log.InfoContext(ctx, "request cancelled", "request_id", req.ID)
 		return blocks.Cancelled(req), nil
 	case commands.VerbRotate:
-		if cmd.Emergency {
-			// The emergency path (channel-wide alert, responders, no grace
-			// period, session invalidation) is not built yet; an ordinary
-			// request must not pretend to be one.
-			return b.errorText(ctx, errEmergencyUnavailable, cmd), nil
-		}
 		req, err := b.cfg.Approvals.Open(ctx, approvals.OpenInput{
 			Target: cmd.Target, Env: cmd.Env, Reason: cmd.Reason, Requester: sc.UserID,
-			Channel: b.cfg.RequestChannel,
+			Emergency: cmd.Emergency, Channel: b.cfg.RequestChannel,
+		})
+		if err != nil {
+			return b.errorText(ctx, err, cmd), nil
+		}
+		if req.Emergency {
+			log.WarnContext(ctx, "EMERGENCY rotation requested", "request_id", req.ID, "target", req.Target, "break_glass", req.BreakGlass)
+		}
+		return blocks.Opened(req), nil
+	case commands.VerbRollback:
+		// A hopeless rollback (nothing recorded, old key already revoked) is
+		// refused now rather than after someone approved it.
+		if b.cfg.FollowUps == nil {
+			return b.errorText(ctx, errRollbackUnavailable, cmd), nil
+		}
+		if err := b.cfg.FollowUps.CheckRevertible(ctx, cmd.ID); err != nil {
+			return b.errorText(ctx, err, cmd), nil
+		}
+		req, err := b.cfg.Approvals.Open(ctx, approvals.OpenInput{
+			RollbackOf: cmd.ID, Reason: cmd.Reason, Requester: sc.UserID, Channel: b.cfg.RequestChannel,
 		})
 		if err != nil {
 			return b.errorText(ctx, err, cmd), nil
@@ -109,7 +122,7 @@ func (b *Bot) runCommand(ctx context.Context, sc slack.SlashCommand, cmd command
 	return b.errorText(ctx, errUnknownCommand, cmd), nil
 }
 
-var errEmergencyUnavailable = userError("--emergency is not available yet in this version of rotary. Open a normal request and ask an approver directly, or follow the runbook's Emergency Procedures.")
+var errRollbackUnavailable = userError("Rollback is not available in this deployment of rotary.")
 
 // errorText renders err for the user, logging internal errors with a reference.
 func (b *Bot) errorText(ctx context.Context, err error, cmd commands.Command) string {

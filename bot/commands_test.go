@@ -2,6 +2,7 @@ package bot
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,23 +102,48 @@ func TestCommandOpenAndCancel(t *testing.T) {
 	}
 }
 
-func TestCommandEmergencyIsRefused(t *testing.T) {
+func TestCommandEmergency(t *testing.T) {
 	h := newHarness(t)
+	// An emergency needs its reason: it goes to everyone.
 	for _, cmd := range []struct{ command, text string }{
 		{CommandRotate, "openai --emergency"},
-		{CommandRotateJWT, "--emergency --reason \"leak\""},
+		{CommandRotate, "--emergency --env staging openai"},
 	} {
 		resp := h.command(requester, cmd.command, cmd.text)
-		if resp.ResponseType != slack.ResponseTypeEphemeral || !strings.Contains(resp.Text, "--emergency is not available yet") ||
-			!strings.Contains(resp.Text, "Emergency Procedures") {
+		if resp.ResponseType != slack.ResponseTypeEphemeral || !strings.Contains(resp.Text, "An emergency needs a reason") {
 			t.Fatalf("%s %s: %+v", cmd.command, cmd.text, resp)
 		}
 	}
-	if rs, _ := h.svc.ListOpen(testCtx(t)); len(rs) != 0 {
-		t.Fatalf("an emergency command opened %d requests", len(rs))
-	}
 	if n := h.depth(); n != 0 {
-		t.Fatalf("an emergency command queued %d notices", n)
+		t.Fatalf("a refused emergency queued %d notices", n)
+	}
+
+	resp := h.command(requester, CommandRotate, `openai --emergency --reason "key in a public gist"`)
+	if !strings.Contains(resp.Text, "EMERGENCY rotation of *openai (prod)*") || !strings.Contains(resp.Text, "The channel has been alerted") {
+		t.Fatalf("answer %+v", resp)
+	}
+	rs, _ := h.svc.ListOpen(testCtx(t))
+	if len(rs) != 1 || !rs[0].Emergency || rs[0].State != approvals.StatePending {
+		t.Fatalf("open requests %+v", rs)
+	}
+	for range 3 {
+		h.deliver()
+	}
+	root := h.get(rs[0].ID).Slack.RootTS
+	var alerts []string
+	for _, c := range h.fake.CallsTo("chat.postMessage") {
+		if strings.HasPrefix(c.Text, "<!channel>") {
+			if c.ThreadTS != "" {
+				t.Fatalf("the channel-wide alert went into a thread: %+v", c)
+			}
+			alerts = append(alerts, c.Channel)
+			if c.Channel == requestChannel && !strings.Contains(string(c.Blocks), "/archives/"+requestChannel+"/p"+strings.ReplaceAll(root, ".", "")) {
+				t.Errorf("the request channel's alert does not link the request: %s", c.Blocks)
+			}
+		}
+	}
+	if !slices.Equal(alerts, []string{requestChannel, announceChannel}) {
+		t.Fatalf("channel-wide alerts went to %v, want the request and announcement channels", alerts)
 	}
 }
 

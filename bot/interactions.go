@@ -68,6 +68,12 @@ func (b *Bot) handleAction(ctx context.Context, ic slack.InteractionCallback, a 
 			b.log.ErrorContext(ctx, "cannot open the deny modal", "request_id", req.ID, "err", err)
 			b.tell(ctx, ic, b.errorText(ctx, err, commands.Command{ID: id}))
 		}
+	case blocks.ActionReview:
+		if _, err := b.cfg.Approvals.Review(ctx, a.Value, user); err != nil {
+			b.tell(ctx, ic, b.errorText(ctx, err, commands.Command{ID: id}))
+		}
+	case blocks.ActionFollowUpNow, blocks.ActionFollowUpPostpone:
+		b.followUp(ctx, ic, a, user)
 	case blocks.ActionPrompt:
 		reqID, promptID, _ := blocks.ParsePromptRef(a.Value)
 		p, ok := b.cfg.Prompts.PromptOpen(reqID, promptID)
@@ -97,6 +103,32 @@ func (b *Bot) handleAction(ctx context.Context, ic slack.InteractionCallback, a 
 }
 
 var errPromptGone = userError("Nothing is waiting for that input any more.")
+
+var errFollowUpUnknown = userError("That follow-up button is not valid any more. `/rotate status <id>` shows the request's follow-ups.")
+
+// followUp runs a scheduled follow-up now or postpones it. The button value
+// only names the request and follow-up; who may act is checked against the
+// stored request.
+func (b *Bot) followUp(ctx context.Context, ic slack.InteractionCallback, a *slack.BlockAction, user string) {
+	reqID, name, ok := blocks.ParsePromptRef(a.Value)
+	if !ok || b.cfg.FollowUps == nil {
+		b.tell(ctx, ic, b.errorText(ctx, errFollowUpUnknown, commands.Command{}))
+		return
+	}
+	if err := b.cfg.Approvals.MayManage(ctx, reqID, user); err != nil {
+		b.tell(ctx, ic, b.errorText(ctx, err, commands.Command{ID: reqID}))
+		return
+	}
+	var err error
+	if a.ActionID == blocks.ActionFollowUpNow {
+		err = b.cfg.FollowUps.FollowUpNow(ctx, reqID, name, user)
+	} else {
+		_, err = b.cfg.FollowUps.PostponeFollowUp(ctx, reqID, name, user)
+	}
+	if err != nil {
+		b.tell(ctx, ic, b.errorText(ctx, err, commands.Command{ID: reqID}))
+	}
+}
 
 // handleSubmission handles the deny-reason and paste-secret modals. Errors are
 // shown in the modal itself (response_action: errors) so the user can fix them.

@@ -163,6 +163,19 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 		}
 		_, _, err := b.cfg.Slack.PostMessageContext(ctx, channel, opts...)
 		return err
+	case approvals.NoticeAlert:
+		if req.Slack.RootTS == "" {
+			return errNotYet
+		}
+		// The link is a convenience: without it the alert still goes out.
+		link, err := b.cfg.Slack.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: channel, Ts: req.Slack.RootTS})
+		if err != nil {
+			b.log.WarnContext(ctx, "no permalink for the alert", "request_id", req.ID, "err", err)
+			link = ""
+		}
+		text, blks := blocks.Alert(n, req, link, b.cfg.Approvals.EscalationTargets())
+		_, _, err = b.cfg.Slack.PostMessageContext(ctx, channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...))
+		return err
 	case approvals.NoticeAnnounce:
 		if b.cfg.AnnounceChannel == "" {
 			return nil

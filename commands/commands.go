@@ -29,6 +29,8 @@ const (
 	VerbList   Verb = "list"
 	VerbStatus Verb = "status"
 	VerbCancel Verb = "cancel"
+	// VerbRollback opens a request that restores what request ID replaced.
+	VerbRollback Verb = "rollback"
 )
 
 // Command is a parsed command.
@@ -40,7 +42,7 @@ type Command struct {
 	Env string
 	// Reason is the --reason text with runs of white space collapsed to one space.
 	Reason string
-	// ID is the request ID, upper case (VerbStatus and VerbCancel only).
+	// ID is the request ID, upper case (VerbStatus, VerbCancel and VerbRollback only).
 	ID string
 	// Emergency is --emergency.
 	Emergency bool
@@ -52,13 +54,14 @@ const (
 	UsageJWT    = `/rotate-jwt [--env prod|staging] [--reason "..."] [--emergency]`
 	UsageList   = `/rotate list`
 	UsageStatus = `/rotate status <id>`
-	UsageCancel = `/rotate cancel <id>`
-	UsageHelp   = `/rotate help`
+	UsageCancel   = `/rotate cancel <id>`
+	UsageRollback = `/rotate rollback <id> [--reason "..."]`
+	UsageHelp     = `/rotate help`
 )
 
 // UsageLines returns every usage line, in the order help shows them.
 func UsageLines() []string {
-	return []string{UsageRotate, UsageJWT, UsageList, UsageStatus, UsageCancel, UsageHelp}
+	return []string{UsageRotate, UsageJWT, UsageList, UsageStatus, UsageCancel, UsageRollback, UsageHelp}
 }
 
 // Limits and documented shapes. The patterns are documentation (and the
@@ -86,16 +89,13 @@ const (
 	maxEcho = 40
 )
 
-// wordRollback is reserved for a later verb; it can never name a target.
-const wordRollback = "rollback"
-
 // IsReserved reports whether word is a command word and so cannot name a target.
 func IsReserved(word string) bool {
 	switch Verb(word) {
-	case VerbHelp, VerbList, VerbStatus, VerbCancel:
+	case VerbHelp, VerbList, VerbStatus, VerbCancel, VerbRollback:
 		return true
 	}
-	return word == wordRollback
+	return false
 }
 
 // ValidateTarget checks that name can name a target: TargetPattern and not
@@ -197,8 +197,8 @@ func Parse(text string) (Command, error) {
 			return parseWithID(VerbStatus, toks[1:], UsageStatus)
 		case string(VerbCancel):
 			return parseWithID(VerbCancel, toks[1:], UsageCancel)
-		case wordRollback:
-			return Command{}, &Error{Problem: "rollback is not available yet", Usage: UsageRotate}
+		case string(VerbRollback):
+			return parseRollback(text, toks[1:])
 		}
 	}
 	return parseRotate(text, toks, UsageRotate, true)
@@ -248,6 +248,37 @@ func parseWithID(v Verb, rest []token, usage string) (Command, error) {
 		return Command{}, &Error{Problem: fmt.Sprintf("invalid request ID %s: request IDs look like R-7K2M9Q", echo(rest[0].text)), Usage: usage}
 	}
 	return Command{Verb: v, ID: id}, nil
+}
+
+// parseRollback parses `rollback <id> [--reason "..."]`.
+func parseRollback(text string, rest []token) (Command, error) {
+	if len(rest) == 0 || rest[0].flag != "" {
+		return Command{}, &Error{Problem: "rollback needs the ID of the request to undo first", Usage: UsageRollback}
+	}
+	id, ok := NormalizeRequestID(rest[0].text)
+	if !ok {
+		return Command{}, &Error{Problem: fmt.Sprintf("invalid request ID %s: request IDs look like R-7K2M9Q", echo(rest[0].text)), Usage: UsageRollback}
+	}
+	c := Command{Verb: VerbRollback, ID: id}
+	for i := 1; i < len(rest); i++ {
+		t := rest[i]
+		if t.flag == "" {
+			return Command{}, &Error{Problem: fmt.Sprintf("unexpected argument %s: rollback takes one request ID (put a reason after --reason)", t.show()), Usage: UsageRollback}
+		}
+		if strings.ToLower(t.flag) != flagReason {
+			return Command{}, &Error{Problem: "unknown flag " + t.show() + ": rollback takes only --reason", Usage: UsageRollback}
+		}
+		if c.Reason != "" {
+			return Command{}, &Error{Problem: "flag --reason is given twice", Usage: UsageRollback}
+		}
+		reason, next, ok := reasonValue(text, rest, i)
+		if !ok {
+			return Command{}, &Error{Problem: `flag --reason needs text, e.g. --reason "new key breaks the mobile app"`, Usage: UsageRollback}
+		}
+		i = next
+		c.Reason = reason
+	}
+	return c, nil
 }
 
 // Flag names.
@@ -335,8 +366,8 @@ func targetError(t token) error {
 		return &Error{Problem: "status comes first and takes only a request ID", Usage: UsageStatus}
 	case string(VerbCancel):
 		return &Error{Problem: "cancel comes first and takes only a request ID", Usage: UsageCancel}
-	case wordRollback:
-		return &Error{Problem: "rollback is not available yet", Usage: UsageRotate}
+	case string(VerbRollback):
+		return &Error{Problem: "rollback comes first and takes a request ID", Usage: UsageRollback}
 	}
 	return ValidateTarget(t.text)
 }
@@ -391,6 +422,11 @@ func (c Command) Text() string {
 	case VerbHelp, VerbList:
 		return string(c.Verb)
 	case VerbStatus, VerbCancel:
+		return string(c.Verb) + " " + c.ID
+	case VerbRollback:
+		if c.Reason != "" {
+			return string(c.Verb) + " " + c.ID + " --reason " + quoteReason(c.Reason)
+		}
 		return string(c.Verb) + " " + c.ID
 	}
 	var b strings.Builder

@@ -20,6 +20,9 @@ func TestParse(t *testing.T) {
 		{"status", "status R-7K2M9Q", Command{Verb: VerbStatus, ID: "R-7K2M9Q"}},
 		{"status lower case normalized", "status r-7k2m9qab", Command{Verb: VerbStatus, ID: "R-7K2M9QAB"}},
 		{"cancel", "cancel R-ABCDEF123456", Command{Verb: VerbCancel, ID: "R-ABCDEF123456"}},
+		{"rollback", "rollback r-7k2m9q", Command{Verb: VerbRollback, ID: "R-7K2M9Q"}},
+		{"rollback with reason", `rollback R-7K2M9Q --reason "new key breaks mobile"`, Command{Verb: VerbRollback, ID: "R-7K2M9Q", Reason: "new key breaks mobile"}},
+		{"rollback with unquoted reason", "rollback R-7K2M9Q --reason=mobile clients fail", Command{Verb: VerbRollback, ID: "R-7K2M9Q", Reason: "mobile clients fail"}},
 		{"target only", "openai", Command{Verb: VerbRotate, Target: "openai"}},
 		{"target with underscore and dash", "db_main-2", Command{Verb: VerbRotate, Target: "db_main-2"}},
 		{"env separate", "openai --env staging", Command{Verb: VerbRotate, Target: "openai", Env: "staging"}},
@@ -103,8 +106,14 @@ func TestParseErrors(t *testing.T) {
 		{"target too long", strings.Repeat("a", 42), "invalid target", UsageRotate},
 		{"target with dot", "open.ai", "invalid target", UsageRotate},
 		{"target long echo shortened", strings.Repeat("Z", 200), "…", UsageRotate},
-		{"rollback reserved", "rollback R-ABCDEF", "rollback is not available yet", UsageRotate},
-		{"rollback as later target", "--env prod rollback", "rollback is not available yet", UsageRotate},
+		{"rollback without id", "rollback", "rollback needs the ID", UsageRollback},
+		{"rollback flag first", "rollback --reason x", "rollback needs the ID", UsageRollback},
+		{"rollback bad id", "rollback openai", `invalid request ID "openai"`, UsageRollback},
+		{"rollback two ids", "rollback R-ABCDEF R-GHIJKL", `unexpected argument "R-GHIJKL"`, UsageRollback},
+		{"rollback env flag", "rollback R-ABCDEF --env prod", "rollback takes only --reason", UsageRollback},
+		{"rollback reason twice", "rollback R-ABCDEF --reason a --reason b", "given twice", UsageRollback},
+		{"rollback empty reason", "rollback R-ABCDEF --reason", "--reason needs text", UsageRollback},
+		{"rollback as later target", "--env prod rollback", "rollback comes first", UsageRollback},
 		{"list as later target", "--env prod list", "list takes no arguments", UsageList},
 		{"help as later target", "--emergency help", "help takes no arguments", UsageHelp},
 		{"status as later target", "--env prod status R-ABCDEF", "status comes first", UsageStatus},
@@ -306,8 +315,8 @@ func TestReserved(t *testing.T) {
 
 func TestUsageLines(t *testing.T) {
 	lines := UsageLines()
-	if len(lines) != 6 {
-		t.Fatalf("UsageLines() has %d lines, want 6", len(lines))
+	if len(lines) != 7 {
+		t.Fatalf("UsageLines() has %d lines, want 7", len(lines))
 	}
 	for _, l := range lines {
 		if !strings.HasPrefix(l, "/rotate") {

@@ -18,6 +18,7 @@ func FuzzParse(f *testing.F) {
 		`openai --reason 'said "no"' --env=prod`,
 		`openai --reason "unterminated`,
 		"--env prod --reason a b c openai",
+		`rollback r-abc123 --reason "bad key"`, "rollback R-ABCDEF --reason=x y",
 	} {
 		f.Add(s)
 	}
@@ -57,6 +58,13 @@ func checkWellFormed(t *testing.T, s string, c Command, targetRE, envRE, idRE *r
 	case VerbStatus, VerbCancel:
 		if !idRE.MatchString(c.ID) || c != (Command{Verb: c.Verb, ID: c.ID}) {
 			t.Fatalf("%q: bad %+v", s, c)
+		}
+	case VerbRollback:
+		if !idRE.MatchString(c.ID) || c.Target != "" || c.Env != "" || c.Emergency {
+			t.Fatalf("%q: bad %+v", s, c)
+		}
+		if c.Reason != strings.Join(strings.Fields(c.Reason), " ") {
+			t.Fatalf("%q: reason %q is not collapsed", s, c.Reason)
 		}
 	case VerbRotate:
 		if !targetRE.MatchString(c.Target) || IsReserved(c.Target) || c.ID != "" {

@@ -195,6 +195,9 @@ func (t *tx) put(r *approvals.Request, data []byte) error {
 			return fmt.Errorf("unindex open id: %w", err)
 		}
 	}
+	if err := indexReview(t.btx, r); err != nil {
+		return err
+	}
 	if err := reqs.Put(id, data); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}

@@ -39,9 +39,11 @@ func ErrorText(err error, h Hints) string {
 		return ""
 	}
 	var (
-		um     userMessager
-		np     *approvals.NotPendingError
-		active *approvals.ActiveExistsError
+		um       userMessager
+		np       *approvals.NotPendingError
+		active   *approvals.ActiveExistsError
+		reviewed *approvals.AlreadyReviewedError
+		open     *approvals.StillOpenError
 	)
 	switch {
 	case errors.As(err, &um):
@@ -69,6 +71,20 @@ func ErrorText(err error, h Hints) string {
 		return "Unknown target" + named(h.Target) + ". Known targets: " + list(targets(h)) + "."
 	case errors.Is(err, approvals.ErrUnknownEnv):
 		return unknownEnvText(h)
+	case errors.As(err, &reviewed):
+		return "Request " + name(reviewed.ID) + " was already reviewed by " + mention(reviewed.By, "someone") + "."
+	case errors.As(err, &open):
+		return "Request " + name(open.ID) + " is still " + stateWord(open.State) + ": only a finished rotation can be rolled back. Cancel or deny it instead, or wait until it ends."
+	case errors.Is(err, approvals.ErrEmergencyReason):
+		return "An emergency needs a reason: add `--reason \"what happened\"`. It goes to the whole channel and into the incident record."
+	case errors.Is(err, approvals.ErrNoReview):
+		return "This request was not started by break-glass, so there is nothing to review."
+	case errors.Is(err, approvals.ErrSelfReview):
+		return "You started this rotation by break-glass, so you can't review it: a second responder must."
+	case errors.Is(err, approvals.ErrRollbackOfRollback):
+		return "A rollback cannot itself be rolled back: open a new rotation of the target instead."
+	case errors.Is(err, approvals.ErrNotParticipant):
+		return "Only the requester or an approver of this target can do that."
 	case errors.Is(err, approvals.ErrReasonRequired):
 		return "A reason is required: add `--reason \"why\"` (it is shown to approvers and kept in the audit trail)."
 	default:

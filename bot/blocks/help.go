@@ -16,7 +16,8 @@ func Help(h Hints) string {
 	for _, u := range commands.UsageLines() {
 		b.WriteString("• `" + esc(u) + "`\n")
 	}
-	b.WriteString("\n`/rotate-jwt` is `/rotate " + name(commands.TargetJWT) + "`. `--emergency` (the compromised-key path) is not available yet: open a normal request. ")
+	b.WriteString("\n`/rotate-jwt` is `/rotate " + name(commands.TargetJWT) + "`. `--emergency` is the compromised-secret path: it needs a `--reason`, alerts the whole channel, can be approved by the on-call responders, expires quickly, and rotates without a grace period. ")
+	b.WriteString("`/rotate rollback " + esc("<id>") + "` restores what a finished rotation replaced; it is approved like any request. ")
 	b.WriteString("The request is posted with *Approve* and *Deny* buttons for the target's approvers; it expires if nobody decides in time.\n\n")
 	b.WriteString("*Targets*\n")
 	ts := targets(h)

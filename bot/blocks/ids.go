@@ -10,6 +10,12 @@ const (
 	ActionApprove = "rotary_approve"
 	// ActionDeny is the Deny button; it opens DenyModal. Its value is the request ID.
 	ActionDeny = "rotary_deny"
+	// ActionReview is the Reviewed button of a break-glass rotation; its value is the request ID.
+	ActionReview = "rotary_review"
+	// ActionFollowUpNow and ActionFollowUpPostpone act on a scheduled
+	// follow-up; their value is PromptRef(requestID, followUpName).
+	ActionFollowUpNow      = "rotary_followup_now"
+	ActionFollowUpPostpone = "rotary_followup_postpone"
 	// ActionPrompt answers a confirmation prompt or opens PasteModal for a
 	// secret prompt. Its value is PromptRef(requestID, promptID).
 	ActionPrompt = "rotary_prompt"
@@ -29,6 +35,9 @@ const (
 	// BlockDecision holds the Approve/Deny buttons; BlockPrompt holds the prompt button.
 	BlockDecision = "rotary_decision"
 	BlockPrompt   = "rotary_prompt_actions"
+	// BlockReview holds the Reviewed button; BlockFollowUp the follow-up buttons.
+	BlockReview   = "rotary_review_actions"
+	BlockFollowUp = "rotary_followup_actions"
 )
 
 // promptRefSep separates the request ID from the prompt ID in button values

@@ -14,6 +14,9 @@ const EventInputNeeded = "input_needed"
 // state (a retried notice must not show stale facts) and mentions the people
 // who need to know or act. run may be nil.
 func Reply(n approvals.Notice, r *approvals.Request, run *executor.Run) (string, []slack.Block) {
+	if n.Event == approvals.EventTimeline {
+		return Timeline(r, run)
+	}
 	s := replyText(n, r, run)
 	return fallback(s), []slack.Block{section(s)}
 }
@@ -45,6 +48,10 @@ func replyText(n approvals.Notice, r *approvals.Request, run *executor.Run) stri
 			", so it was rolled back." + sentence(r.Outcome)
 	case EventInputNeeded:
 		return inputNeededText(n, r, run)
+	case approvals.EventBreakGlass:
+		return ":rotating_light: " + requester + " started this EMERGENCY rotation by break-glass, without approval. Any responder other than them: check it and press *Reviewed* on the request."
+	case approvals.EventReviewed:
+		return ":eyes: " + mention(n.Actor, "A responder") + " reviewed this break-glass rotation."
 	default:
 		return "Request *" + name(r.ID) + "* for " + where + " is now " + stateWord(r.State) + "."
 	}
@@ -112,6 +119,9 @@ func announcementText(n approvals.Notice, r *approvals.Request) string {
 	}
 	id := " (" + name(r.ID) + ")"
 	switch n.Event {
+	case approvals.EventEmergency, approvals.EventReviewOverdue:
+		// The announcement channel gets the same channel-wide alert.
+		return alertText(n, r, "", approvals.Approvers{})
 	case string(approvals.StateRunning):
 		return prefix + ":arrows_counterclockwise: Rotation of " + where + " started: requested by " + mention(r.Requester, "—") +
 			", approved by " + mention(r.DecidedBy, "—") + "." + id

@@ -36,6 +36,9 @@ func Request(r *approvals.Request, run *executor.Run, notes []string, now time.T
 		pairs = append(pairs, [2]string{"Expires", date(r.ExpiresAt)})
 	}
 	blocks = append(blocks, fields(pairs...), section("*Reason*\n"+reason(r.Reason)))
+	if l := rollbackLine(r); l != "" {
+		blocks = append(blocks, section(l))
+	}
 
 	if len(notes) > 0 {
 		lines := make([]string, 0, len(notes))
@@ -46,14 +49,18 @@ func Request(r *approvals.Request, run *executor.Run, notes []string, now time.T
 	}
 
 	blocks = append(blocks, stateBlocks(r, run, now)...)
+	blocks = append(blocks, reviewBlocks(r)...)
 	return fallback(requestSummary(r)), blocks
 }
 
 // requestHeader is plain text: the raw names are only cleaned, never escaped.
 func requestHeader(r *approvals.Request) string {
 	where := oneLine(r.Target) + " (" + oneLine(r.Env) + ")"
-	if r.Emergency {
+	switch {
+	case r.Emergency:
 		return ":rotating_light: EMERGENCY rotation: " + where
+	case r.RollbackOf != "":
+		return ":leftwards_arrow_with_hook: Rollback request: " + where
 	}
 	return ":key: Rotation request: " + where
 }
@@ -138,6 +145,9 @@ func denyButton(r *approvals.Request) *slack.ButtonBlockElement {
 // outcome is a decided request's status line and its context lines.
 func outcome(r *approvals.Request, run *executor.Run) (string, []string) {
 	approved := "Approved by " + mention(r.DecidedBy, "an approver") + " at " + date(r.DecidedAt)
+	if r.BreakGlass {
+		approved = "Started by break-glass by " + mention(r.DecidedBy, "a responder") + " at " + date(r.DecidedAt) + ", without approval"
+	}
 	switch r.State {
 	case approvals.StateApproved:
 		return ":ballot_box_with_check: " + approved + ". The rotation starts shortly.", nil
@@ -203,6 +213,12 @@ func Status(r *approvals.Request, run *executor.Run, now time.Time) (string, []s
 		pairs = append(pairs, [2]string{"Finished", when(r.FinishedAt, now)})
 	}
 	blocks = append(blocks, fields(pairs...), section("*Reason*\n"+reason(r.Reason)))
+	if l := rollbackLine(r); l != "" {
+		blocks = append(blocks, section(l))
+	}
+	if l := reviewStatus(r, now); l != "" {
+		blocks = append(blocks, section(l))
+	}
 
 	if r.State == approvals.StatePending {
 		blocks = append(blocks, contextBlock("Needs approval by someone other than "+mention(r.Requester, "the requester")+"."))
@@ -248,8 +264,14 @@ func eventWord(action string) string {
 		return "rotated"
 	case approvals.StateRolledBack:
 		return "rolled back"
+	}
+	switch action {
+	case approvals.EventReviewOverdue:
+		return "review overdue"
+	case approvals.EventRollbackOpened:
+		return "requested a rollback"
 	default:
-		return inline(action, maxNameLen)
+		return inline(strings.ReplaceAll(action, "_", " "), maxNameLen)
 	}
 }
 
@@ -294,6 +316,18 @@ func List(rs []*approvals.Request, now time.Time) (string, []slack.Block) {
 
 // Opened is the ephemeral answer to the requester once a request is stored.
 func Opened(r *approvals.Request) string {
+	if r.BreakGlass {
+		return "Started " + name(r.ID) + ": EMERGENCY rotation of *" + target(r.Target, r.Env) + "* by break-glass, without approval. The channel has been alerted; a second responder must review it by " +
+			date(r.Review.DueAt) + ". Progress is in the request's thread."
+	}
+	if r.Emergency {
+		return "Opened " + name(r.ID) + ": EMERGENCY rotation of *" + target(r.Target, r.Env) + "*. The channel has been alerted; a responder other than you must approve it before " +
+			date(r.ExpiresAt) + ". `/rotate cancel " + name(r.ID) + "` withdraws it."
+	}
+	if r.RollbackOf != "" {
+		return "Opened " + name(r.ID) + ": rollback of *" + name(r.RollbackOf) + "* (" + target(r.Target, r.Env) + "). Someone other than you must approve it before " +
+			date(r.ExpiresAt) + ". `/rotate cancel " + name(r.ID) + "` withdraws it."
+	}
 	return "Opened " + name(r.ID) + ": rotation of *" + target(r.Target, r.Env) + "*. It is posted in the request channel; someone other than you must approve it before " +
 		date(r.ExpiresAt) + ". `/rotate cancel " + name(r.ID) + "` withdraws it."
 }
