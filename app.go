@@ -87,6 +87,9 @@ type appEnv struct {
 	kube *kube.Client
 	// listener, when set, is served instead of listening on the config's address.
 	listener net.Listener
+	// adminListener, when set, serves the admin endpoints; when listener is
+	// set and this is not, they are off (tests run many apps at once).
+	adminListener net.Listener
 	// after is the executor's wait between step attempts (tests: immediate).
 	after func(time.Duration) <-chan time.Time
 }
@@ -247,6 +250,7 @@ func newApp(ctx context.Context, cfg *Config, env appEnv) (_ *app, err error) {
 		Approvals:       a.service,
 		Runs:            a.store,
 		Prompts:         a.executor,
+		FollowUps:       a.executor,
 		Outbox:          a.store,
 		RequestChannel:  cfg.RequestChannel,
 		AnnounceChannel: cfg.AnnounceChannel,
@@ -320,6 +324,18 @@ func (a *app) run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { a.sweep(bg) })
+	if adm, err := a.adminListener(); err != nil {
+		return err
+	} else if adm != nil {
+		asrv := &http.Server{Handler: a.adminRoutes(), ReadHeaderTimeout: readHeaderTimeout, WriteTimeout: writeTimeout}
+		a.env.log.InfoContext(ctx, "admin endpoints listening (loopback only)", "addr", adm.Addr().String())
+		wg.Go(func() {
+			if err := asrv.Serve(adm); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("admin server: %w", err)
+			}
+		})
+		defer func() { _ = asrv.Close() }()
+	}
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("http server: %w", err)
@@ -345,7 +361,22 @@ func (a *app) run(ctx context.Context) error {
 	return runErr
 }
 
-// sweep expires pending requests past their TTL.
+// adminListener is the admin endpoints' listener, or nil when they are off.
+func (a *app) adminListener() (net.Listener, error) {
+	if a.env.adminListener != nil {
+		return a.env.adminListener, nil
+	}
+	if a.env.listener != nil || a.cfg.AdminListen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.AdminListen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener on %s (set admin_listen, or \"\" to turn it off): %w", a.cfg.AdminListen, err)
+	}
+	return ln, nil
+}
+
+// sweep runs sweepOnce every SweepInterval.
 func (a *app) sweep(ctx context.Context) {
 	t := time.NewTicker(a.cfg.SweepInterval)
 	defer t.Stop()
@@ -354,10 +385,19 @@ func (a *app) sweep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := a.service.ExpireDue(ctx); err != nil && ctx.Err() == nil {
-				a.env.log.ErrorContext(ctx, "expiry sweep failed", "err", err)
-			}
+			a.sweepOnce(ctx)
 		}
+	}
+}
+
+// sweepOnce expires pending requests past their TTL and escalates
+// break-glass rotations whose review is overdue.
+func (a *app) sweepOnce(ctx context.Context) {
+	if _, err := a.service.ExpireDue(ctx); err != nil && ctx.Err() == nil {
+		a.env.log.ErrorContext(ctx, "expiry sweep failed", "err", err)
+	}
+	if _, err := a.service.EscalateOverdueReviews(ctx); err != nil && ctx.Err() == nil {
+		a.env.log.ErrorContext(ctx, "review escalation sweep failed", "err", err)
 	}
 }
 

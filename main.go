@@ -4,6 +4,7 @@
 //	rotary serve --config FILE          run the bot
 //	rotary plan TARGET [--env ENV]      print the steps a rotation would run (touches nothing)
 //	rotary config check --config FILE   validate a config file, printing every problem
+//	rotary audit export ID              print a request's full history as JSON
 //
 // main.go only parses the command line; app.go assembles config → store →
 // clients → services → server.
@@ -18,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -45,7 +47,10 @@ func exitCode(err error) int {
 const usage = `usage:
   rotary serve [--config FILE]                 run the bot (default config: rotary.yaml)
   rotary plan TARGET [--env ENV] [--config FILE]  print the steps a rotation would run; touches nothing
-  rotary config check [--config FILE]          validate a config file and print every problem`
+  rotary config check [--config FILE]          validate a config file and print every problem
+  rotary audit export ID [--config FILE]       print a request's full history as JSON (incident record)
+  rotary try [--config FILE] [--port N] [--state FILE] [--sim-delay D]
+                                               the bot with a local console that plays Slack, on a simulated platform`
 
 // defaultConfigPath is used when --config is not given.
 const defaultConfigPath = "rotary.yaml"
@@ -85,6 +90,22 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 			return err
 		}
 		return configCheck(*path, stdout)
+	case "try":
+		return tryCmd(ctx, args[1:], stdout, getenv)
+	case "audit":
+		if len(args) < 2 || args[1] != "export" {
+			return usageError{`unknown audit command; did you mean "rotary audit export R-…"?`}
+		}
+		fs := newFlagSet("audit export")
+		path := fs.String("config", defaultConfigPath, "config file")
+		pos, err := parseArgs(fs, args[2:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usageError{"audit export needs exactly one request ID, e.g. rotary audit export R-7K2M9Q"}
+		}
+		return auditExport(ctx, *path, pos[0], stdout, time.Now)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

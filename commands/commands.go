@@ -50,10 +50,10 @@ type Command struct {
 
 // Usage lines, one per form, as shown in error messages and by the transport's help.
 const (
-	UsageRotate = `/rotate <target> [--env prod|staging] [--reason "..."] [--emergency]`
-	UsageJWT    = `/rotate-jwt [--env prod|staging] [--reason "..."] [--emergency]`
-	UsageList   = `/rotate list`
-	UsageStatus = `/rotate status <id>`
+	UsageRotate   = `/rotate <target> [--env prod|staging] [--reason "..."] [--emergency]`
+	UsageJWT      = `/rotate-jwt [--env prod|staging] [--reason "..."] [--emergency]`
+	UsageList     = `/rotate list`
+	UsageStatus   = `/rotate status <id>`
 	UsageCancel   = `/rotate cancel <id>`
 	UsageRollback = `/rotate rollback <id> [--reason "..."]`
 	UsageHelp     = `/rotate help`

@@ -53,6 +53,9 @@ func Progress(r *approvals.Request, run *executor.Run) (string, []slack.Block) {
 	}
 	blocks = append(blocks, steps...)
 	blocks = append(blocks, rollback...)
+	if fu := followUpProgress(run); len(blocks)+len(fu)+len(tail) <= maxBlocks {
+		blocks = append(blocks, fu...)
+	}
 	blocks = append(blocks, tail...)
 
 	line := "Rotation of " + where + ": " + stateWord(r.State)

@@ -17,6 +17,9 @@ func Reply(n approvals.Notice, r *approvals.Request, run *executor.Run) (string,
 	if n.Event == approvals.EventTimeline {
 		return Timeline(r, run)
 	}
+	if text, blocks, ok := followUpReply(n, r, run); ok {
+		return text, blocks
+	}
 	s := replyText(n, r, run)
 	return fallback(s), []slack.Block{section(s)}
 }

@@ -120,6 +120,7 @@ func stateBlocks(r *approvals.Request, run *executor.Run, now time.Time) []slack
 		}
 	}
 	main, extra := outcome(r, run)
+	extra = append(extra, followUpLines(run, time.Time{})...)
 	blocks := []slack.Block{section(main)}
 	if len(extra) > 0 {
 		blocks = append(blocks, contextBlock(extra...))
@@ -231,6 +232,9 @@ func Status(r *approvals.Request, run *executor.Run, now time.Time) (string, []s
 		blocks = append(blocks, stepSections("*Steps*", run.Steps)...)
 		if len(run.Rollback) > 0 {
 			blocks = append(blocks, stepSections("*Rollback*", run.Rollback)...)
+		}
+		if lines := followUpLines(run, now); len(lines) > 0 {
+			blocks = append(blocks, section(strings.Join(lines, "\n")))
 		}
 		if p := run.Prompt; p != nil {
 			blocks = append(blocks, section(":raised_hand: *Waiting for input:* "+inline(p.Label, maxStepTextLen)+"\nWho can answer: "+audience(r, p)))
