@@ -315,3 +315,23 @@ func TestMayManage(t *testing.T) {
 		}
 	}
 }
+
+func TestRollbackOnlyOfTheLatestRotation(t *testing.T) {
+	f := newFixture(t)
+	first := f.open(t, "UREQ")
+	finishRequest(t, f, first.ID, approvals.StateSucceeded)
+	second := f.open(t, "UREQ")
+	finishRequest(t, f, second.ID, approvals.StateSucceeded)
+	// A request that never ran (denied) does not supersede anything.
+	denied := f.open(t, "UREQ")
+	if _, err := f.svc.Deny(ctx, denied.ID, "UALICE", "not now"); err != nil {
+		t.Fatal(err)
+	}
+	var later *approvals.SupersededError
+	if _, err := f.svc.Open(ctx, approvals.OpenInput{RollbackOf: first.ID, Requester: "UREQ"}); !errors.As(err, &later) || later.Latest != second.ID {
+		t.Fatalf("rollback of a superseded rotation: %v", err)
+	}
+	if _, err := f.svc.Open(ctx, approvals.OpenInput{RollbackOf: second.ID, Requester: "UREQ"}); err != nil {
+		t.Fatalf("rollback of the latest rotation: %v", err)
+	}
+}

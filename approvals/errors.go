@@ -37,6 +37,17 @@ func (e *AlreadyReviewedError) Error() string {
 	return fmt.Sprintf("request %s was already reviewed by %s", e.ID, e.By)
 }
 
+// SupersededError is returned for a rollback of a rotation that a later
+// rotation of the same target already replaced: restoring what the older one
+// replaced would undo the later one too.
+type SupersededError struct {
+	ID, Latest string
+}
+
+func (e *SupersededError) Error() string {
+	return fmt.Sprintf("request %s was superseded by the later rotation %s", e.ID, e.Latest)
+}
+
 // StillOpenError is returned for a rollback of a request that has not finished.
 type StillOpenError struct {
 	ID    string

@@ -141,6 +141,9 @@ type Tx interface {
 	Put(r *Request) error
 	// ActiveFor returns the ID of the open request for target and env, or "".
 	ActiveFor(target, env string) (string, error)
+	// LatestFinished returns the ID of the latest finished rotation of
+	// target and env that ran (succeeded, failed or rolled back), or "".
+	LatestFinished(target, env string) (string, error)
 	// Notify appends a notice to the durable outbox.
 	Notify(n Notice) error
 }

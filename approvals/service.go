@@ -141,6 +141,13 @@ func (s *Service) Open(ctx context.Context, in OpenInput) (*Request, error) {
 			if orig.RollbackOf != "" {
 				return ErrRollbackOfRollback
 			}
+			latest, err := tx.LatestFinished(orig.Target, orig.Env)
+			if err != nil {
+				return err
+			}
+			if latest != "" && latest != orig.ID {
+				return &SupersededError{ID: orig.ID, Latest: latest}
+			}
 		}
 		active, err := tx.ActiveFor(r.Target, r.Env)
 		if err != nil {

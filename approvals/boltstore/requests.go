@@ -198,6 +198,9 @@ func (t *tx) put(r *approvals.Request, data []byte) error {
 	if err := indexReview(t.btx, r); err != nil {
 		return err
 	}
+	if err := indexLatest(t.btx, r); err != nil {
+		return err
+	}
 	if err := reqs.Put(id, data); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}

@@ -12,20 +12,13 @@ import (
 // bucketReviews indexes break-glass requests still waiting for their
 // after-the-fact review (key: request ID). They are usually finished, so the
 // open index does not find them, and the sweeper must not scan every request.
-const bucketReviews = "reviews"
 
 // indexReview keeps bucketReviews in step with r inside Put's transaction.
 func indexReview(btx *bolt.Tx, r *approvals.Request) error {
 	waiting := r.BreakGlass && r.Review != nil && r.Review.By == ""
-	b := btx.Bucket([]byte(bucketReviews))
-	if b == nil {
-		if !waiting {
-			return nil
-		}
-		var err error
-		if b, err = btx.CreateBucket([]byte(bucketReviews)); err != nil {
-			return fmt.Errorf("create bucket %s: %w", bucketReviews, err)
-		}
+	b, err := bucket(btx, bucketReviews)
+	if err != nil {
+		return err
 	}
 	if waiting {
 		if err := b.Put([]byte(r.ID), []byte{}); err != nil {
@@ -44,9 +37,9 @@ func indexReview(btx *bolt.Tx, r *approvals.Request) error {
 func (s *Store) ListUnreviewed(ctx context.Context) ([]*approvals.Request, error) {
 	var out []*approvals.Request
 	err := s.view(ctx, "list unreviewed requests", wrapFnErr, func(t *tx) error {
-		b := t.btx.Bucket([]byte(bucketReviews))
-		if b == nil {
-			return nil
+		b, err := bucket(t.btx, bucketReviews)
+		if err != nil {
+			return err
 		}
 		reqs, err := bucket(t.btx, bucketRequests)
 		if err != nil {

@@ -38,6 +38,8 @@ func (s *Store) LoadRun(ctx context.Context, requestID string) (*executor.Run, e
 // SaveRun writes run and enqueues notices in one transaction, so progress
 // shown in Slack never runs ahead of the journal. The run's request must
 // exist: a run with no request would be an orphan nobody can see or resume.
+// The follow-up index is updated in the same transaction: the stored run's
+// keys are removed and run's scheduled or running follow-ups are indexed.
 func (s *Store) SaveRun(ctx context.Context, run *executor.Run, notices ...approvals.Notice) error {
 	if run == nil {
 		return errors.New("save run: nil run")
@@ -50,6 +52,10 @@ func (s *Store) SaveRun(ctx context.Context, run *executor.Run, notices ...appro
 	if err != nil {
 		return fmt.Errorf("%s: encode: %w", op, err)
 	}
+	keys, err := indexedFollowUps(run)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	return s.update(ctx, op, wrapFnErr, func(t *tx) error {
 		reqs, err := bucket(t.btx, bucketRequests)
 		if err != nil {
@@ -60,6 +66,10 @@ func (s *Store) SaveRun(ctx context.Context, run *executor.Run, notices ...appro
 		}
 		runs, err := bucket(t.btx, bucketRuns)
 		if err != nil {
+			return err
+		}
+		// Before the Put: the previous value is only read while it is unchanged.
+		if err := reindexFollowUps(t.btx, runs.Get([]byte(run.RequestID)), keys); err != nil {
 			return err
 		}
 		if err := runs.Put([]byte(run.RequestID), data); err != nil {

@@ -3,7 +3,7 @@
 // (executor.Journal) and the durable Slack outbox. It is the only package in
 // the module that imports bbolt.
 //
-// Bucket layout (schema version 1):
+// Bucket layout (schema version 2):
 //
 //	meta      "schema_version" → 8-byte big-endian uint64
 //	requests  request ID → approvals.Request as JSON
@@ -11,11 +11,16 @@
 //	open_ids  request ID → empty                  (the open set, so ListOpen never scans requests)
 //	runs      request ID → executor.Run as JSON
 //	outbox    8-byte big-endian sequence → approvals.OutboxEntry as JSON
+//	followups 8-byte big-endian DueAt unix nanos + request ID + "\x00" + name → empty
+//	          (schema 2: the follow-ups a run has scheduled or running, in due order)
 //
 // Rules this package keeps:
 //   - Everything done through one Update commits together or not at all: a
 //     request, its index entries and the notices it causes; a run and its
 //     notices. A crash never leaves a decision without its message.
+//   - SaveRun keeps the follow-up index in step with the run it writes, in
+//     the same transaction, so a schedule can never be lost or run twice
+//     because the index and the journal disagree.
 //   - Tx.Put keeps both indexes in step with the request's state and refuses
 //     to let a second open request take a target/env slot that is held, even
 //     if the caller forgot to check ActiveFor (defence in depth for the
@@ -50,7 +55,7 @@ import (
 
 // SchemaVersion is the on-disk layout this build reads and writes. Bump it
 // only together with a migration in schemaMigrations.
-const SchemaVersion uint64 = 1
+const SchemaVersion uint64 = 2
 
 const (
 	// DefaultLockTimeout is how long Open waits for another process to release
@@ -81,13 +86,20 @@ const (
 	bucketOpenIDs  = "open_ids"
 	bucketRuns     = "runs"
 	bucketOutbox   = "outbox"
+	// bucketFollowUps is schema 2's index of due follow-ups (followups.go).
+	bucketFollowUps = "followups"
+	// bucketReviews (reviews.go) and bucketLatest (latest.go) are schema 2's
+	// indexes of unreviewed break-glass rotations and of each target's
+	// latest finished rotation.
+	bucketReviews = "reviews"
+	bucketLatest  = "latest"
 
 	keySchemaVersion = "schema_version"
 )
 
-// dataBuckets are the buckets every schema-1 file has besides meta.
+// dataBuckets are the buckets every file of the current schema has besides meta.
 func dataBuckets() []string {
-	return []string{bucketRequests, bucketOpen, bucketOpenIDs, bucketRuns, bucketOutbox}
+	return []string{bucketRequests, bucketOpen, bucketOpenIDs, bucketRuns, bucketOutbox, bucketFollowUps, bucketReviews, bucketLatest}
 }
 
 // migration upgrades a file from schema From to From+1 inside the Open
@@ -98,12 +110,24 @@ type migration struct {
 	Apply func(tx *bolt.Tx) error
 }
 
-// schemaMigrations lists the upgrades in order. It is empty because schema 1
-// is the first released layout. To change the layout: bump SchemaVersion,
-// append {From: SchemaVersion-1, ...} here, and test it against a file written
-// by the previous version. Never edit a released migration.
+// schemaMigrations lists the upgrades in order. To change the layout: bump
+// SchemaVersion, append {From: SchemaVersion-1, ...} here, and test it against
+// a file written by the previous version. Never edit a released migration.
 func schemaMigrations() []migration {
-	return nil
+	return []migration{
+		{From: 1, Name: "add the follow-up, review and latest-rotation indexes", Apply: func(tx *bolt.Tx) error {
+			// Follow-ups and reviews start empty, which is correct: schema-1
+			// runs and requests cannot hold them, the fields did not exist.
+			// A bucket already there means a file this build did not write;
+			// CreateBucket refuses it.
+			for _, name := range []string{bucketFollowUps, bucketReviews, bucketLatest} {
+				if _, err := tx.CreateBucket([]byte(name)); err != nil {
+					return fmt.Errorf("create bucket %s: %w", name, err)
+				}
+			}
+			return backfillLatest(tx)
+		}},
+	}
 }
 
 // Options configure Open.

@@ -47,7 +47,7 @@ func TestNewFileGetsSchema(t *testing.T) {
 	if version != SchemaVersion {
 		t.Errorf("schema version = %d, want %d", version, SchemaVersion)
 	}
-	want := []string{"meta", "open", "open_ids", "outbox", "requests", "runs"}
+	want := []string{"followups", "latest", "meta", "open", "open_ids", "outbox", "requests", "reviews", "runs"}
 	if !slices.Equal(buckets, want) {
 		t.Errorf("buckets = %v, want %v", buckets, want)
 	}

@@ -44,6 +44,7 @@ func ErrorText(err error, h Hints) string {
 		active   *approvals.ActiveExistsError
 		reviewed *approvals.AlreadyReviewedError
 		open     *approvals.StillOpenError
+		later    *approvals.SupersededError
 	)
 	switch {
 	case errors.As(err, &um):
@@ -75,6 +76,9 @@ func ErrorText(err error, h Hints) string {
 		return "Request " + name(reviewed.ID) + " was already reviewed by " + mention(reviewed.By, "someone") + "."
 	case errors.As(err, &open):
 		return "Request " + name(open.ID) + " is still " + stateWord(open.State) + ": only a finished rotation can be rolled back. Cancel or deny it instead, or wait until it ends."
+	case errors.As(err, &later):
+		return "Request " + name(later.ID) + " can't be rolled back: " + name(later.Latest) + " rotated the same target after it, so restoring what " + name(later.ID) +
+			" replaced would undo " + name(later.Latest) + " too. Roll back " + name(later.Latest) + " instead, or open a new rotation."
 	case errors.Is(err, approvals.ErrEmergencyReason):
 		return "An emergency needs a reason: add `--reason \"what happened\"`. It goes to the whole channel and into the incident record."
 	case errors.Is(err, approvals.ErrNoReview):

@@ -1,15 +1,38 @@
 // Package executor runs approved rotations, step by step, and is where crash
-// safety lives (once, for every kind).
+// safety lives (once, for every kind): forward steps, automatic rollback,
+// scheduled follow-ups and rollback requests all go through the same
+// journaled step machinery.
 //
 // Rules:
 //   - The journal is written before every step attempt and after it, and a
 //     step records its intent (Run.Record) before each external call; so on
 //     start-up every running request resumes from its journal, repeating at
 //     most the one step that was in flight, which steps are written to allow.
-//   - A request runs in at most one goroutine: the approved→running claim is
-//     a transaction, and a process-local set guards resumes.
+//   - One writer per run: the approved→running claim is a transaction, and a
+//     process-local in-flight set keyed by request ID guards everything that
+//     writes a request's journal — its steps, its follow-ups, a rollback
+//     request cancelling them, and the run-now/postpone buttons (which refuse
+//     while the key is held rather than wait).
 //   - A failed step starts the plan's rollback; a stop (SIGTERM) does not: the
 //     run is left as journaled and resumed on the next start.
+//   - Follow-ups (rotators.FollowUp) are scheduled by the same journal write
+//     that records the forward steps' success, so the request finishes and
+//     frees its target slot while the tail stays scheduled. The journal
+//     indexes them by due time, so they survive restarts; the loop sleeps
+//     until the next one (Config.After, at most RescanInterval) and runs each
+//     once. A follow-up is never rolled back: a failure leaves it failed,
+//     visibly, until someone runs it again; a stop leaves it running and the
+//     next start resumes it. It never runs while its request is in flight.
+//   - A rollback request (approvals.Request.RollbackOf) runs the original
+//     plan's Rollback steps as its forward steps, over a copy of the original
+//     run's facts, so manual and automatic rollback are one code path. Before
+//     its first step it cancels the original's pending follow-ups (they would
+//     undo the restore). It schedules no follow-ups and is never itself
+//     rolled back: a failed step ends it failed, "manual action needed".
+//   - The exported methods that act for a person (FollowUpNow,
+//     PostponeFollowUp, CheckRevertible) check the state of things, not who
+//     is asking: authorization is the caller's job. Their refusals are
+//     errors with a UserMessage saying what happened and what to do.
 //   - Secret values stay in process memory, are scrubbed from every error
 //     message that reaches the journal, and are dropped when the run ends.
 package executor
@@ -19,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +85,11 @@ type Config struct {
 	Now      func() time.Time
 	Log      *slog.Logger
 	Observer Observer
-	// After waits between attempts; tests inject an immediate one. Default time.After.
+	// After waits between attempts, in Run.Sleep, and until the next
+	// follow-up is due; tests inject a fake clock's. Default time.After. An
+	// After that fires before d has passed on Now's clock (an immediate one)
+	// is detected: the scheduler then waits for a wake-up or RescanInterval
+	// instead of spinning.
 	After func(time.Duration) <-chan time.Time
 	// StepDone, if set, is called after a step's completion is journaled.
 	// It exists for fault injection (the crash/resume end-to-end suite kills
@@ -74,12 +102,21 @@ type Executor struct {
 	cfg  Config
 	log  *slog.Logger
 	wake chan string
+	// fuWake asks the loop to look for due follow-ups (after a guard is
+	// released, or a follow-up was made due by a person).
+	fuWake chan struct{}
 
-	mu       sync.Mutex
-	inflight map[string]bool
+	mu sync.Mutex
+	// inflight holds the request IDs whose journal is being written in this
+	// process; the channel is closed when the key is released.
+	inflight map[string]chan struct{}
 	mem      map[string]map[string]secret.Value // request → memory-only secrets
 	prompts  map[string]*waiter                 // request → open prompt
-	wg       sync.WaitGroup
+	// fuRetry holds follow-ups that could not start (an internal error, or
+	// their request is open but not in flight): not before this time, so a
+	// release does not retry them in a tight loop.
+	fuRetry map[string]time.Time
+	wg      sync.WaitGroup
 }
 
 type waiter struct {
@@ -100,9 +137,11 @@ func New(cfg Config) *Executor {
 		cfg:      cfg,
 		log:      cfg.Log,
 		wake:     make(chan string, 256),
-		inflight: map[string]bool{},
+		fuWake:   make(chan struct{}, 1),
+		inflight: map[string]chan struct{}{},
 		mem:      map[string]map[string]secret.Value{},
 		prompts:  map[string]*waiter{},
+		fuRetry:  map[string]time.Time{},
 	}
 }
 
@@ -114,27 +153,41 @@ func (e *Executor) Wake(id string) {
 	}
 }
 
-// Run resumes every approved or running request, then runs newly approved
-// ones until ctx ends; then it waits for the runs in flight to reach a safe
-// point (they stop at their current step, journaled) and returns.
+// Run resumes every approved or running request and every due or
+// interrupted follow-up, then runs newly approved requests and follow-ups as
+// they fall due until ctx ends; then it waits for the runs in flight to reach
+// a safe point (they stop at their current step, journaled) and returns.
 func (e *Executor) Run(ctx context.Context) error {
 	defer e.wg.Wait()
 	if err := e.rescan(ctx); err != nil {
 		e.log.ErrorContext(ctx, "resume on start failed", "err", err)
 	}
+	// Follow-ups after requests: a request resumed above holds its key, so
+	// its follow-ups wait for it (its release wakes the loop).
+	var sched schedule
+	sched.scanned = e.scanFollowUps(ctx)
 	tick := time.NewTicker(RescanInterval)
 	defer tick.Stop()
 	for {
+		due := e.followUpTimer(ctx, &sched)
 		select {
 		case <-ctx.Done():
 			return nil
 		case id := <-e.wake:
 			e.start(ctx, id)
+		case <-e.fuWake:
+			sched.scanned = e.scanFollowUps(ctx)
+		case <-due:
+			sched.fired(e.cfg.Now())
+			sched.scanned = e.scanFollowUps(ctx)
+			continue // keep a parked timer parked until another event
 		case <-tick.C:
 			if err := e.rescan(ctx); err != nil {
 				e.log.ErrorContext(ctx, "rescan failed", "err", err)
 			}
+			sched.scanned = e.scanFollowUps(ctx)
 		}
+		sched.parked = false
 	}
 }
 
@@ -159,13 +212,9 @@ func (e *Executor) rescan(ctx context.Context) error {
 }
 
 func (e *Executor) start(ctx context.Context, id string) {
-	e.mu.Lock()
-	if e.inflight[id] {
-		e.mu.Unlock()
+	if !e.claim(id) {
 		return
 	}
-	e.inflight[id] = true
-	e.mu.Unlock()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -176,12 +225,58 @@ func (e *Executor) start(ctx context.Context, id string) {
 	}()
 }
 
-func (e *Executor) release(id string) {
+// claim takes request id's in-flight key, or reports that it is held.
+func (e *Executor) claim(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	delete(e.inflight, id)
+	if _, busy := e.inflight[id]; busy {
+		return false
+	}
+	e.inflight[id] = make(chan struct{})
+	return true
+}
+
+// claimWait takes request id's in-flight key, waiting while another
+// goroutine holds it; errStopped if ctx ends first.
+func (e *Executor) claimWait(ctx context.Context, id string) error {
+	for {
+		e.mu.Lock()
+		held, busy := e.inflight[id]
+		if !busy {
+			e.inflight[id] = make(chan struct{})
+			e.mu.Unlock()
+			return nil
+		}
+		e.mu.Unlock()
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return errStopped
+		}
+	}
+}
+
+// release gives the key back, drops the request's memory-only state and
+// wakes the loop: a follow-up that was due while the key was held may run now.
+func (e *Executor) release(id string) {
+	e.mu.Lock()
+	if held, ok := e.inflight[id]; ok {
+		close(held)
+		delete(e.inflight, id)
+	}
 	delete(e.mem, id)
 	delete(e.prompts, id)
+	e.mu.Unlock()
+	e.wakeFollowUps()
+}
+
+// wakeFollowUps asks the loop to look for due follow-ups. It never blocks:
+// one pending wake-up is enough.
+func (e *Executor) wakeFollowUps() {
+	select {
+	case e.fuWake <- struct{}{}:
+	default:
+	}
 }
 
 // errStopped means the process is stopping: the run stays journaled as is.
@@ -201,7 +296,12 @@ func (e *Executor) execute(ctx context.Context, id string) error {
 		// The config lost the target while a request was open: fail it visibly.
 		return e.finishWithoutRun(ctx, req, fmt.Sprintf("target %q is no longer configured", req.Target))
 	}
-	plan := rot.Plan(rotators.Spec{RequestID: req.ID, Target: req.Target, Env: req.Env, Emergency: req.Emergency})
+	plan := rot.Plan(rotators.Spec{RequestID: req.ID, Target: req.Target, Env: req.Env, Emergency: req.Emergency, RollbackOf: req.RollbackOf})
+	if req.RollbackOf != "" {
+		// A rollback request runs the rollback steps as its forward steps:
+		// nothing undoes them and nothing is scheduled after them.
+		plan = rotators.Plan{Steps: plan.Rollback, Notes: plan.Notes}
+	}
 
 	run, err := e.cfg.Journal.LoadRun(ctx, id)
 	if err != nil {
@@ -209,7 +309,20 @@ func (e *Executor) execute(ctx context.Context, id string) error {
 	}
 	log := e.log.With("request_id", req.ID, "target", req.Target)
 	if run == nil {
-		run = newRun(req, plan)
+		facts := map[string]string{}
+		if req.RollbackOf != "" {
+			orig, why, err := e.revertible(ctx, req.RollbackOf, req)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				log.WarnContext(ctx, "rollback request refused", "rollback_of", req.RollbackOf, "why", why)
+				return e.finishWithoutRun(ctx, req, "Rollback refused. "+why)
+			}
+			// The rollback steps read what the original's forward steps recorded.
+			maps.Copy(facts, orig.Facts)
+		}
+		run = newRun(req, plan, facts)
 		// The journal exists before the request is marked running: a crash
 		// in between resumes a run that has not done anything yet.
 		if err := e.cfg.Journal.SaveRun(ctx, run, progress(req.ID)); err != nil {
@@ -219,6 +332,13 @@ func (e *Executor) execute(ctx context.Context, id string) error {
 		run.Resumes++
 		reconcile(run, plan)
 		log.InfoContext(ctx, "resuming rotation", "phase", run.Phase, "resumes", run.Resumes)
+	}
+	if req.RollbackOf != "" && run.Phase == PhaseForward {
+		// Every (re)start, before any rollback step: idempotent, and it covers
+		// a crash between creating this journal and cancelling.
+		if err := e.cancelFollowUpsOf(ctx, req.RollbackOf, req.ID, log); err != nil {
+			return err
+		}
 	}
 	if req, _, err = e.cfg.Requests.MarkRunning(ctx, id); err != nil {
 		return err
@@ -237,12 +357,16 @@ func (e *Executor) finishWithoutRun(ctx context.Context, req *approvals.Request,
 	return err
 }
 
-func newRun(req *approvals.Request, plan rotators.Plan) *Run {
-	run := &Run{RequestID: req.ID, Target: req.Target, Phase: PhaseForward, Facts: map[string]string{}}
-	for _, s := range plan.Steps {
-		run.Steps = append(run.Steps, StepRecord{Name: s.Name, Title: s.Title, Status: StepPending})
+func newRun(req *approvals.Request, plan rotators.Plan, facts map[string]string) *Run {
+	return &Run{RequestID: req.ID, Target: req.Target, Phase: PhaseForward, Facts: facts, Steps: pendingSteps(plan.Steps)}
+}
+
+func pendingSteps(steps []rotators.Step) []StepRecord {
+	out := make([]StepRecord, 0, len(steps))
+	for _, s := range steps {
+		out = append(out, StepRecord{Name: s.Name, Title: s.Title, Status: StepPending})
 	}
-	return run
+	return out
 }
 
 // reconcile aligns a journal read back from disk with the current plan: step
@@ -317,8 +441,14 @@ func (x *runner) drive(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if x.req.RollbackOf != "" {
+			return x.finishRollbackRequest(ctx, failed)
+		}
 		if failed == "" {
-			return x.finish(ctx, approvals.StateSucceeded, x.successOutcome())
+			// The same journal write that records success schedules the
+			// follow-ups: a crash can lose neither without the other.
+			scheduled := x.scheduleFollowUps()
+			return x.finish(ctx, approvals.StateSucceeded, x.successOutcome(), scheduled...)
 		}
 		x.run.Phase = PhaseRollback
 		x.run.FailedStep = failed
@@ -341,7 +471,13 @@ func (x *runner) drive(ctx context.Context) error {
 }
 
 func (x *runner) successOutcome() string {
-	return fmt.Sprintf("%d steps completed", len(x.plan.Steps))
+	out := fmt.Sprintf("%d steps completed", len(x.plan.Steps))
+	for _, f := range x.run.FollowUps {
+		if f.Status == FollowUpScheduled {
+			out += fmt.Sprintf("; %q is scheduled for %s", f.Title, formatTime(f.DueAt))
+		}
+	}
+	return out
 }
 
 // forward runs the plan's steps; it returns the failed step's name, or "".
@@ -350,13 +486,16 @@ func (x *runner) forward(ctx context.Context) (string, error) {
 	for i := 0; i < len(x.plan.Steps); i++ {
 		step := x.plan.Steps[i]
 		rec := &x.run.Steps[i]
-		if rec.Status == StepDone {
+		if rec.Status == StepDone || rec.Status == StepSkipped {
 			continue
 		}
 		err := x.attempt(ctx, step, rec)
 		var lost *rotators.SecretLostError
 		switch {
 		case err == nil:
+			continue
+		case errors.Is(err, rotators.ErrNothingToUndo) && x.req.RollbackOf != "":
+			// A rollback request's step with nothing to undo is skipped, not failed.
 			continue
 		case errors.Is(err, errStopped):
 			return "", err
@@ -428,7 +567,7 @@ func (x *runner) attempt(ctx context.Context, step rotators.Step, rec *StepRecor
 		log.InfoContext(ctx, "step started", "attempt", rec.Attempts)
 		began := x.e.cfg.Now()
 		sctx, cancel := context.WithTimeout(ctx, timeout)
-		err := x.call(sctx, step)
+		err := x.call(sctx, step, rec)
 		cancel()
 		if x.e.cfg.Observer != nil {
 			x.e.cfg.Observer.StepFinished(x.req.Target, step.Name, x.e.cfg.Now().Sub(began), err)
@@ -491,14 +630,14 @@ func (x *runner) attempt(ctx context.Context, step rotators.Step, rec *StepRecor
 
 // call runs the step's function, turning a panic into an error so one bad
 // step cannot take the bot down with a rotation half done.
-func (x *runner) call(ctx context.Context, step rotators.Step) (err error) {
+func (x *runner) call(ctx context.Context, step rotators.Step, rec *StepRecord) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = rotators.Permanent(fmt.Errorf("step %s panicked (a bug in rotary)", step.Name))
 			x.log.ErrorContext(ctx, "step panicked", "step", step.Name, "panic_type", fmt.Sprintf("%T", p))
 		}
 	}()
-	return step.Run(ctx, &stepRun{x: x, step: step.Name})
+	return step.Run(ctx, &stepRun{x: x, step: step.Name, rec: rec})
 }
 
 // rollback runs the plan's rollback steps after a failure.
@@ -541,11 +680,11 @@ func (x *runner) rollback(ctx context.Context) (approvals.State, string, error) 
 	return approvals.StateRolledBack, cause + "; the previous secret was restored", nil
 }
 
-func (x *runner) finish(ctx context.Context, state approvals.State, outcome string) error {
+func (x *runner) finish(ctx context.Context, state approvals.State, outcome string, notices ...approvals.Notice) error {
 	x.run.Phase = PhaseDone
 	x.run.Result = state
 	x.run.Outcome = outcome
-	if err := x.save(ctx, progress(x.req.ID)); err != nil {
+	if err := x.save(ctx, append([]approvals.Notice{progress(x.req.ID)}, notices...)...); err != nil {
 		return err
 	}
 	return x.finishRequest(ctx)

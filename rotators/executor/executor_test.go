@@ -38,23 +38,63 @@ type fixture struct {
 	done     chan struct{}
 	finished chan string
 	prompted chan string
+	journal  *watchJournal
+	clock    *fakeClock // nil: the default ticking clock
 }
 
-// promptJournal signals when a run is saved with an open prompt.
-type promptJournal struct {
+// watchJournal is the real store, watched: it signals when a run is saved
+// (and when it is saved with an open prompt), and records every follow-up
+// scan the executor makes, so tests wait for events instead of sleeping.
+type watchJournal struct {
 	*boltstore.Store
-	ch chan string
+	prompted chan string
+	saved    chan struct{}
+
+	mu    sync.Mutex
+	scans []scan
+	// scanned is signalled after every DueFollowUps.
+	scanned chan struct{}
 }
 
-func (p promptJournal) SaveRun(ctx context.Context, run *executor.Run, n ...approvals.Notice) error {
+// scan is one DueFollowUps call: when it looked, and what it found due.
+type scan struct {
+	now  time.Time
+	refs []executor.FollowUpRef
+}
+
+func newWatchJournal(s *boltstore.Store) *watchJournal {
+	return &watchJournal{Store: s, prompted: make(chan string, 1), saved: make(chan struct{}, 1), scanned: make(chan struct{}, 1)}
+}
+
+func (p *watchJournal) SaveRun(ctx context.Context, run *executor.Run, n ...approvals.Notice) error {
 	err := p.Store.SaveRun(ctx, run, n...)
 	if err == nil && run.Prompt != nil {
 		select {
-		case p.ch <- run.RequestID:
+		case p.prompted <- run.RequestID:
+		default:
+		}
+	}
+	if err == nil {
+		select {
+		case p.saved <- struct{}{}:
 		default:
 		}
 	}
 	return err
+}
+
+func (p *watchJournal) DueFollowUps(ctx context.Context, now time.Time) ([]executor.FollowUpRef, error) {
+	refs, err := p.Store.DueFollowUps(ctx, now)
+	if err == nil {
+		p.mu.Lock()
+		p.scans = append(p.scans, scan{now: now, refs: refs})
+		p.mu.Unlock()
+		select {
+		case p.scanned <- struct{}{}:
+		default:
+		}
+	}
+	return refs, err
 }
 
 type syncBuffer struct {
@@ -83,14 +123,49 @@ func (f finishSignal) Finish(ctx context.Context, id string, to approvals.State,
 	return r, err
 }
 
-// scripted is a Rotator whose steps are test functions.
+// scripted is a Rotator whose steps are test functions. It is also a
+// rotators.Reverter (canRevert nil: anything may be reverted).
 type scripted struct {
-	steps    []rotators.Step
-	rollback []rotators.Step
+	steps     []rotators.Step
+	rollback  []rotators.Step
+	followUps []rotators.FollowUp
+	canRevert func(facts map[string]string) error
+
+	mu    sync.Mutex
+	specs []rotators.Spec // every Spec planned for
 }
 
-func (s *scripted) Plan(rotators.Spec) rotators.Plan {
-	return rotators.Plan{Steps: s.steps, Rollback: s.rollback}
+func (s *scripted) Plan(spec rotators.Spec) rotators.Plan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.specs = append(s.specs, spec)
+	return rotators.Plan{Steps: s.steps, Rollback: s.rollback, FollowUps: s.followUps}
+}
+
+// setFollowUps changes the plan's follow-ups, as a config change would.
+func (s *scripted) setFollowUps(f []rotators.FollowUp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.followUps = f
+}
+
+func (s *scripted) CanRevert(facts map[string]string) error {
+	if s.canRevert == nil {
+		return nil
+	}
+	return s.canRevert(facts)
+}
+
+// plannedFor reports whether a plan was made with spec.RollbackOf == id.
+func (s *scripted) plannedRollbackOf(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range s.specs {
+		if sp.RollbackOf == id {
+			return true
+		}
+	}
+	return false
 }
 
 func clock() func() time.Time {
@@ -106,6 +181,22 @@ func clock() func() time.Time {
 
 func newFixture(t *testing.T, path string, plan *scripted) *fixture {
 	t.Helper()
+	return newFixtureWith(t, path, plan, fixtureOpts{})
+}
+
+// fixtureOpts vary a fixture; the zero value is newFixture's.
+type fixtureOpts struct {
+	// clock drives Now and After; nil: a clock that ticks a second per
+	// reading with an immediate After (no waiting at all).
+	clock *fakeClock
+	// stepDone is Config.StepDone.
+	stepDone func(requestID, step string)
+	// more are rotators besides "openai".
+	more map[string]rotators.Rotator
+}
+
+func newFixtureWith(t *testing.T, path string, plan *scripted, o fixtureOpts) *fixture {
+	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "rotary.db")
 	}
@@ -113,9 +204,18 @@ func newFixture(t *testing.T, path string, plan *scripted) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, path: path, store: store, plan: plan, logs: &syncBuffer{}, finished: make(chan string, 16), prompted: make(chan string, 1)}
+	f := &fixture{t: t, path: path, store: store, plan: plan, logs: &syncBuffer{}, finished: make(chan string, 16), journal: newWatchJournal(store), clock: o.clock}
+	f.prompted = f.journal.prompted
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	now := clock()
+	after := func(time.Duration) <-chan time.Time { c := make(chan time.Time, 1); c <- time.Time{}; return c }
+	if o.clock != nil {
+		now, after = o.clock.Now, o.clock.After
+	}
+	rots := map[string]rotators.Rotator{"openai": plan}
+	for name, r := range o.more {
+		rots[name] = r
+	}
 	var n atomic.Int64
 	var ex *executor.Executor
 	f.svc = approvals.NewService(approvals.Deps{
@@ -130,11 +230,12 @@ func newFixture(t *testing.T, path string, plan *scripted) *fixture {
 	})
 	ex = executor.New(executor.Config{
 		Requests: finishSignal{f.svc, f.finished},
-		Journal:  promptJournal{store, f.prompted},
-		Rotators: map[string]rotators.Rotator{"openai": plan},
+		Journal:  f.journal,
+		Rotators: rots,
 		Now:      now,
 		Log:      log,
-		After:    func(time.Duration) <-chan time.Time { c := make(chan time.Time, 1); c <- time.Time{}; return c },
+		After:    after,
+		StepDone: o.stepDone,
 	})
 	f.ex = ex
 	return f
@@ -153,12 +254,18 @@ func (f *fixture) start() {
 
 // stop ends the executor (as SIGTERM would) and closes the store.
 func (f *fixture) stop() {
+	f.halt()
+	_ = f.store.Close()
+}
+
+// halt ends the executor's loop (as SIGTERM would) but keeps the store open,
+// so the test can call the executor's methods without a loop acting on them.
+func (f *fixture) halt() {
 	if f.cancel != nil {
 		f.cancel()
 		<-f.done
 		f.cancel = nil
 	}
-	_ = f.store.Close()
 }
 
 func (f *fixture) approved() *approvals.Request {

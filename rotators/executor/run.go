@@ -16,6 +16,10 @@ import (
 type stepRun struct {
 	x    *runner
 	step string
+	// rec is the step's journal record. Held by pointer because step names
+	// are unique only within one list: a follow-up step may share its name
+	// with a forward step.
+	rec *StepRecord
 }
 
 var _ rotators.Run = (*stepRun)(nil)
@@ -60,19 +64,8 @@ func (s *stepRun) KeepSecret(key string, v secret.Value) {
 	e.mem[s.x.req.ID][key] = v
 }
 
-func (s *stepRun) record() *StepRecord {
-	for i := range s.x.run.Steps {
-		if s.x.run.Steps[i].Name == s.step {
-			return &s.x.run.Steps[i]
-		}
-	}
-	for i := range s.x.run.Rollback {
-		if s.x.run.Rollback[i].Name == s.step {
-			return &s.x.run.Rollback[i]
-		}
-	}
-	return nil
-}
+// record is the step's journal record; callers hold journalMu.
+func (s *stepRun) record() *StepRecord { return s.rec }
 
 func (s *stepRun) Progress(ctx context.Context, detail string) {
 	s.x.journalMu.Lock()
