@@ -28,6 +28,7 @@ import (
 	"github.com/aivo-platform/rotary/rotators/encryption"
 	"github.com/aivo-platform/rotary/rotators/executor"
 	"github.com/aivo-platform/rotary/rotators/gsm"
+	"github.com/aivo-platform/rotary/rotators/jwt"
 	"github.com/aivo-platform/rotary/rotators/kube"
 	"github.com/aivo-platform/rotary/rotators/redis"
 )
@@ -38,6 +39,7 @@ func kinds() []rotators.Kind {
 		apikey.Kind(),
 		database.Kind(),
 		encryption.Kind(),
+		jwt.Kind(),
 		redis.Kind(),
 	}
 }

@@ -1,7 +1,8 @@
 // Package kube is rotary's adapter to Kubernetes: it performs the handful of
 // kubectl-equivalent operations a rotation needs (force an External Secrets
 // Operator sync, restart a Deployment, wait for its rollout, scan its logs,
-// back up / read / update / restore a Secret's data, run a Job to completion).
+// back up / read / update / restore a Secret's data, run a Job to completion,
+// pick a ready pod of a Deployment and run a command in it).
 //
 // Rules this package keeps:
 //   - It does what kubectl does, reusing kubectl's own code where it can
@@ -19,6 +20,8 @@
 //     never overwrites or adopts anyone else's.
 //   - It never returns log content: ScanLogs only counts lines, because
 //     application logs can contain secrets.
+//   - Exec returns a command's output only as secret.Value (a command may
+//     print secrets); errors and log records carry exit codes and byte counts.
 //   - Errors wrap the cause with %w and name namespace/object.
 package kube
 
@@ -79,6 +82,10 @@ type Options struct {
 	// (default when empty) or ExternalSecretsV1Beta1 for older operators.
 	// NewForConfig rejects other values; New uses the value as given.
 	ExternalSecretsVersion string
+	// RESTConfig is the connection Exec opens its streams with (the
+	// typed and dynamic clients cannot stream). NewForConfig sets it; with
+	// New it may be nil, and Exec then fails with ErrNoRESTConfig.
+	RESTConfig *rest.Config
 }
 
 // Client performs the kubectl-equivalent operations rotations need. It is safe
@@ -90,11 +97,13 @@ type Client struct {
 	poll  time.Duration
 	log   *slog.Logger
 	esVer string
+	// restCfg is Options.RESTConfig: only Exec uses it.
+	restCfg *rest.Config
 }
 
 // New wraps existing clients (real or fake).
 func New(cs kubernetes.Interface, dyn dynamic.Interface, opts Options) *Client {
-	c := &Client{cs: cs, dyn: dyn, now: opts.Now, poll: opts.PollInterval, log: opts.Log, esVer: opts.ExternalSecretsVersion}
+	c := &Client{cs: cs, dyn: dyn, now: opts.Now, poll: opts.PollInterval, log: opts.Log, esVer: opts.ExternalSecretsVersion, restCfg: opts.RESTConfig}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -110,7 +119,8 @@ func New(cs kubernetes.Interface, dyn dynamic.Interface, opts Options) *Client {
 	return c
 }
 
-// NewForConfig builds the typed and dynamic clients from cfg.
+// NewForConfig builds the typed and dynamic clients from cfg, and keeps cfg
+// (as Options.RESTConfig) for Exec.
 func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
 	switch opts.ExternalSecretsVersion {
 	case "", ExternalSecretsV1, ExternalSecretsV1Beta1:
@@ -130,6 +140,7 @@ func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube: building dynamic client: %w", err)
 	}
+	opts.RESTConfig = cfg
 	return New(cs, dyn, opts), nil
 }
 

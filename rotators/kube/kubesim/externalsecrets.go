@@ -77,6 +77,11 @@ func (s *Sim) reconcileExternalSecret(ctx context.Context, ns, name string) erro
 	s.mu.Lock()
 	fail, failing := s.esErr[objKey{ns, name}]
 	s.mu.Unlock()
+	if src := s.esSource(ns, name); src != nil && !failing {
+		if err := s.syncTarget(ctx, es, src); err != nil {
+			fail, failing = esError{reason: esReasonSyncError, message: err.Error()}, true
+		}
+	}
 
 	now := s.now().UTC().Format(time.RFC3339)
 	status, _, _ := unstructured.NestedMap(es.Object, "status")

@@ -15,7 +15,9 @@
 //     change (e.g. the force-sync annotation) and ESO would refresh it (ESO's
 //     shouldRefresh rules for refreshInterval/refreshPolicy), it sets
 //     condition Ready and status.refreshTime from the injected clock, or
-//     reports Ready=False on request;
+//     reports Ready=False on request; when a source was set for it
+//     (SetExternalSecretSource) it also writes the source's data to the
+//     ExternalSecret's target Secret, as ESO does;
 //   - the Job controller: a created Job starts (startTime, one active pod),
 //     then succeeds (SuccessCriteriaMet, then Complete) or, when its pod
 //     template carries FailJobAnnotation or FailNextJob was called, fails
@@ -23,7 +25,9 @@
 //     running after HangNextJob.
 //
 // It is used by tests and by the local demo mode, so it must not import the
-// standard "testing" package. It never touches Secrets. Everything is
+// standard "testing" package. It touches no Secret but an ExternalSecret's
+// target, and that only when a source was set. ExecServer plays the
+// pods/exec subresource over a loopback WebSocket. Everything is
 // event-driven: Flush waits until every pending event, and every event the
 // sim's own writes cause, has been processed — no sleeps needed.
 package kubesim
@@ -86,6 +90,8 @@ type Sim struct {
 	failNext map[objKey]bool
 	stuck    map[objKey]int64 // generation whose rollout was hung/failed
 	esErr    map[objKey]esError
+	// esSources feed ExternalSecrets' target Secrets (SetExternalSecretSource).
+	esSources map[objKey]ExternalSecretSource
 
 	failNextJob map[objKey]string // message of the next Job's failure
 	hangNextJob map[objKey]bool
