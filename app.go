@@ -310,6 +310,11 @@ func (a *app) run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(a.env.log.Handler(), slog.LevelWarn),
 	}
 	a.env.log.InfoContext(ctx, "rotary listening", "addr", ln.Addr().String(), "state", a.cfg.StatePath)
+	adm, err := a.adminListener()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -326,17 +331,15 @@ func (a *app) run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { a.sweep(bg) })
-	if adm, err := a.adminListener(); err != nil {
-		return err
-	} else if adm != nil {
-		asrv := &http.Server{Handler: a.adminRoutes(), ReadHeaderTimeout: readHeaderTimeout, WriteTimeout: writeTimeout}
+	var asrv *http.Server
+	if adm != nil {
+		asrv = &http.Server{Handler: a.adminRoutes(), ReadHeaderTimeout: readHeaderTimeout, WriteTimeout: writeTimeout}
 		a.env.log.InfoContext(ctx, "admin endpoints listening (loopback only)", "addr", adm.Addr().String())
 		wg.Go(func() {
 			if err := asrv.Serve(adm); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- fmt.Errorf("admin server: %w", err)
 			}
 		})
-		defer func() { _ = asrv.Close() }()
 	}
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -356,6 +359,11 @@ func (a *app) run(ctx context.Context) error {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		a.env.log.Warn("http shutdown", "err", err)
+	}
+	if asrv != nil {
+		if err := asrv.Shutdown(sctx); err != nil {
+			a.env.log.Warn("admin http shutdown", "err", err)
+		}
 	}
 	stopBG()
 	wg.Wait()

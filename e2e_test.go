@@ -110,6 +110,8 @@ type e2e struct {
 	ids       atomic.Int64
 	// extraEnv adds credentials a test's targets need.
 	extraEnv map[string]string
+	// adminLn, when set, serves the admin endpoints (audit export).
+	adminLn net.Listener
 
 	app    *app
 	url    string
@@ -249,6 +251,7 @@ func (h *e2e) start() {
 		h.t.Fatal(err)
 	}
 	env.listener = ln
+	env.adminListener = h.adminLn
 	a, err := newApp(context.Background(), h.cfg, env)
 	if err != nil {
 		h.t.Fatal(err)

@@ -164,21 +164,14 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 		_, _, err := b.cfg.Slack.PostMessageContext(ctx, channel, opts...)
 		return err
 	case approvals.NoticeAlert:
-		if req.Slack.RootTS == "" {
-			return errNotYet
-		}
-		// The link is a convenience: without it the alert still goes out.
-		link, err := b.cfg.Slack.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: channel, Ts: req.Slack.RootTS})
-		if err != nil {
-			b.log.WarnContext(ctx, "no permalink for the alert", "request_id", req.ID, "err", err)
-			link = ""
-		}
-		text, blks := blocks.Alert(n, req, link, b.cfg.Approvals.EscalationTargets())
-		_, _, err = b.cfg.Slack.PostMessageContext(ctx, channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...))
-		return err
+		return b.alert(ctx, n, req, channel, channel)
 	case approvals.NoticeAnnounce:
 		if b.cfg.AnnounceChannel == "" {
 			return nil
+		}
+		if n.Event == approvals.EventEmergency || n.Event == approvals.EventReviewOverdue {
+			// The announcement channel gets the same channel-wide alert.
+			return b.alert(ctx, n, req, channel, b.cfg.AnnounceChannel)
 		}
 		text, blks := blocks.Announcement(n, req)
 		_, _, err := b.cfg.Slack.PostMessageContext(ctx, b.cfg.AnnounceChannel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...))
@@ -186,4 +179,21 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 	}
 	b.log.WarnContext(ctx, "unknown notice kind dropped", "kind", string(n.Kind))
 	return nil
+}
+
+// alert posts the channel-wide alert about req to channel "to", with a link
+// to the request's root message in "rootChannel".
+func (b *Bot) alert(ctx context.Context, n approvals.Notice, req *approvals.Request, rootChannel, to string) error {
+	if req.Slack.RootTS == "" {
+		return errNotYet
+	}
+	// The link is a convenience: without it the alert still goes out.
+	link, err := b.cfg.Slack.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: rootChannel, Ts: req.Slack.RootTS})
+	if err != nil {
+		b.log.WarnContext(ctx, "no permalink for the alert", "request_id", req.ID, "err", err)
+		link = ""
+	}
+	text, blks := blocks.Alert(n, req, link, b.cfg.Approvals.EscalationTargets())
+	_, _, err = b.cfg.Slack.PostMessageContext(ctx, to, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...))
+	return err
 }

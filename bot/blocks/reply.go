@@ -123,7 +123,7 @@ func announcementText(n approvals.Notice, r *approvals.Request) string {
 	id := " (" + name(r.ID) + ")"
 	switch n.Event {
 	case approvals.EventEmergency, approvals.EventReviewOverdue:
-		// The announcement channel gets the same channel-wide alert.
+		// The transport posts Alert for these; without a link if it must.
 		return alertText(n, r, "", approvals.Approvers{})
 	case string(approvals.StateRunning):
 		return prefix + ":arrows_counterclockwise: Rotation of " + where + " started: requested by " + mention(r.Requester, "—") +
