@@ -257,9 +257,9 @@ func newApp(ctx context.Context, cfg *Config, env appEnv) (_ *app, err error) {
 		RequestChannel:  cfg.RequestChannel,
 		AnnounceChannel: cfg.AnnounceChannel,
 		Hints:           hints(policy),
-		Notes: func(target, env string) []string {
-			if r, ok := rots[target]; ok {
-				return r.Plan(rotators.Spec{Target: target, Env: env}).Notes
+		Notes: func(r *approvals.Request) []string {
+			if rot, ok := rots[r.Target]; ok {
+				return rot.Plan(rotators.Spec{RequestID: r.ID, Target: r.Target, Env: r.Env, Emergency: r.Emergency, RollbackOf: r.RollbackOf}).Notes
 			}
 			return nil
 		},

@@ -289,6 +289,20 @@ func TestE2EJWTEmergency(t *testing.T) {
 		}
 		return seen[requestChannel] && seen[announce]
 	})
+	// The request shows the emergency plan, not the ordinary one's grace period.
+	for _, c := range h.slack.CallsTo("chat.postMessage") {
+		if c.ThreadTS == "" && c.Channel == requestChannel && strings.Contains(string(c.Blocks), "Rotation request") {
+			t.Fatalf("an emergency posted as an ordinary request: %s", c.Blocks)
+		}
+	}
+	h.waitCalls("the emergency plan's notes", func(cs []slackfake.Call) bool {
+		for _, c := range cs {
+			if c.ThreadTS == "" && c.Channel == requestChannel && strings.Contains(string(c.Blocks), "no grace period") {
+				return !strings.Contains(string(c.Blocks), "for 24h")
+			}
+		}
+		return false
+	})
 	if r := h.request(id); r.ExpiresAt.Sub(r.CreatedAt) != 15*time.Minute {
 		t.Fatalf("emergency TTL %s, want 15m", r.ExpiresAt.Sub(r.CreatedAt))
 	}

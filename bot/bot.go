@@ -86,8 +86,9 @@ type SlackAPI interface {
 	GetPermalinkContext(ctx context.Context, params *slack.PermalinkParameters) (string, error)
 }
 
-// PlanNotes returns the notes shown on a request message (from the target's plan).
-type PlanNotes func(target, env string) []string
+// PlanNotes returns the notes shown on a request message (from the plan the
+// request would run: an emergency or a rollback plans differently).
+type PlanNotes func(r *approvals.Request) []string
 
 // Config builds a Bot.
 type Config struct {
@@ -142,7 +143,7 @@ func New(cfg Config) *Bot {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Notes == nil {
-		cfg.Notes = func(string, string) []string { return nil }
+		cfg.Notes = func(*approvals.Request) []string { return nil }
 	}
 	return &Bot{cfg: cfg, log: cfg.Log, replay: newReplayGuard(replayMemory)}
 }

@@ -123,7 +123,7 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 	}
 	switch n.Kind {
 	case approvals.NoticeRoot:
-		text, blks := blocks.Request(req, run, b.cfg.Notes(req.Target, req.Env), b.cfg.Now())
+		text, blks := blocks.Request(req, run, b.cfg.Notes(req), b.cfg.Now())
 		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...)}
 		if req.Slack.RootTS != "" {
 			_, _, _, err := b.cfg.Slack.UpdateMessageContext(ctx, channel, req.Slack.RootTS, opts...)
