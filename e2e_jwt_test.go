@@ -468,3 +468,21 @@ func TestE2EFollowUpButtons(t *testing.T) {
 	h.click(requester, blocks.ActionFollowUpNow, ref)
 	h.ephemeral(requester, "already")
 }
+
+// TestE2ERollbackRefusedForKindsThatCannotRevert: an API-key rotation revoked
+// the old key, so `/rotate rollback` must not put it back (and revoke the
+// working one): it is refused before anyone is asked to approve it.
+func TestE2ERollbackRefusedForKindsThatCannotRevert(t *testing.T) {
+	h := newE2E(t)
+	h.start()
+	id, root := h.open("openai")
+	h.click(approver, blocks.ActionApprove, id)
+	h.finished(id, root, approvals.StateSucceeded)
+	text := h.command(requester, "/rotate", "rollback "+id)
+	if !strings.Contains(text, "cannot roll back a finished rotation") {
+		t.Fatalf("rollback of an API-key rotation: %s", text)
+	}
+	if rs, _ := h.app.service.ListOpen(context.Background()); len(rs) != 0 {
+		t.Fatalf("a refused rollback opened %d requests", len(rs))
+	}
+}

@@ -93,11 +93,17 @@ func (e *Executor) revertible(ctx context.Context, origID string, self *approval
 	if len(plan.Rollback) == 0 {
 		return nil, fmt.Sprintf("The procedure of %s has no rollback steps; restore it by hand.", oreq.Target), nil
 	}
-	if rv, ok := rot.(rotators.Reverter); ok {
-		// A copy: the rotator must not change the journal it is shown.
-		if err := rv.CanRevert(maps.Clone(run.Facts)); err != nil {
-			return nil, fmt.Sprintf("%s cannot be rolled back: %s", origID, userText(err)), nil
-		}
+	// Rolling back a finished rotation is opt-in per kind: after its last
+	// steps (an old key revoked, an old role dropped) the automatic
+	// rollback's steps would restore a dead secret and undo the working one.
+	// Only a kind that can judge that from the facts (a Reverter) allows it.
+	rv, ok := rot.(rotators.Reverter)
+	if !ok {
+		return nil, fmt.Sprintf("The %s procedure cannot roll back a finished rotation: its last steps (such as revoking the old secret) cannot be undone, so restoring the old value would break %s. Open a new rotation instead.", oreq.Kind, oreq.Target), nil
+	}
+	// A copy: the rotator must not change the journal it is shown.
+	if err := rv.CanRevert(maps.Clone(run.Facts)); err != nil {
+		return nil, fmt.Sprintf("%s cannot be rolled back: %s", origID, userText(err)), nil
 	}
 	return run, "", nil
 }
