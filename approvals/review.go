@@ -79,7 +79,10 @@ func (s *Service) EscalateOverdueReviews(ctx context.Context) (int, error) {
 		if r.Review == nil || now.Before(r.Review.DueAt) || r.Review.Escalations >= bg.MaxEscalations {
 			continue
 		}
+		// The store may run fn more than once (group commit): count after it committed.
+		escalated := false
 		err := s.store.Update(ctx, func(tx Tx) error {
+			escalated = false
 			cur, err := tx.Get(r.ID)
 			if err != nil {
 				return err
@@ -95,7 +98,7 @@ func (s *Service) EscalateOverdueReviews(ctx context.Context) (int, error) {
 			if err := tx.Put(cur); err != nil {
 				return err
 			}
-			n++
+			escalated = true
 			for _, no := range []Notice{
 				{Kind: NoticeRoot, RequestID: cur.ID, Event: EventReviewOverdue},
 				{Kind: NoticeAlert, RequestID: cur.ID, Event: EventReviewOverdue},
@@ -110,6 +113,10 @@ func (s *Service) EscalateOverdueReviews(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("escalate review of %s: %w", r.ID, err)
 		}
+		if !escalated {
+			continue
+		}
+		n++
 		s.log.WarnContext(ctx, "break-glass review overdue: escalated", "request_id", r.ID, "target", r.Target)
 	}
 	return n, nil

@@ -327,21 +327,26 @@ func (s *Service) ExpireDue(ctx context.Context) (int, error) {
 		if r.State != StatePending || now.Before(r.ExpiresAt) {
 			continue
 		}
+		// The store may run fn more than once (group commit): count after it committed.
+		expired := false
 		err := s.store.Update(ctx, func(tx Tx) error {
 			cur, err := tx.Get(r.ID)
 			if err != nil {
 				return err
 			}
 			// Re-checked inside the transaction: an approval may have won the race.
-			if cur.State != StatePending || now.Before(cur.ExpiresAt) {
+			if expired = cur.State == StatePending && !now.Before(cur.ExpiresAt); !expired {
 				return nil
 			}
-			n++
 			return s.expire(tx, cur, now)
 		})
 		if err != nil {
 			return n, fmt.Errorf("expire %s: %w", r.ID, err)
 		}
+		if !expired {
+			continue
+		}
+		n++
 		s.log.InfoContext(ctx, "request expired", "request_id", r.ID, "target", r.Target)
 	}
 	return n, nil

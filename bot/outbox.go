@@ -62,9 +62,18 @@ func (b *Bot) DeliverDue(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			derr := b.deliver(ctx, e.Notice)
+			// A delivery already started finishes even while the process
+			// stops (bounded by deliveryTimeout): cut short, Slack may have
+			// posted the message without rotary learning it, and the next
+			// start would post it again.
+			derr := b.deliver(context.WithoutCancel(ctx), e.Notice)
 			if derr == nil {
-				if err := b.cfg.Outbox.OutboxDone(ctx, e.Seq); err != nil {
+				// Slack has the message: record that even while stopping, or
+				// the next start would post it again.
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deliveryTimeout)
+				err := b.cfg.Outbox.OutboxDone(dctx, e.Seq)
+				cancel()
+				if err != nil {
 					return err
 				}
 				progressed = true
@@ -133,7 +142,8 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 		if err != nil {
 			return err
 		}
-		return b.cfg.Approvals.SetSlackRefs(ctx, req.ID, func(s *approvals.SlackRefs) { s.Channel, s.RootTS = ch, ts })
+		// Posted: keep its handle even while stopping (else a second root).
+		return b.cfg.Approvals.SetSlackRefs(context.WithoutCancel(ctx), req.ID, func(s *approvals.SlackRefs) { s.Channel, s.RootTS = ch, ts })
 	case approvals.NoticeProgress:
 		if run == nil {
 			return nil
@@ -151,7 +161,7 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 		if err != nil {
 			return err
 		}
-		return b.cfg.Approvals.SetSlackRefs(ctx, req.ID, func(s *approvals.SlackRefs) { s.ProgressTS = ts })
+		return b.cfg.Approvals.SetSlackRefs(context.WithoutCancel(ctx), req.ID, func(s *approvals.SlackRefs) { s.ProgressTS = ts })
 	case approvals.NoticeReply:
 		if req.Slack.RootTS == "" {
 			return errNotYet

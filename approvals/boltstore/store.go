@@ -159,11 +159,13 @@ func (e *LockedError) Unwrap() error { return bolterrors.ErrTimeout }
 // Store is the bbolt-backed store. It is safe for concurrent use; bbolt
 // serialises writers and lets readers run alongside them.
 type Store struct {
-	db     *bolt.DB
-	path   string
-	now    func() time.Time
-	log    *slog.Logger
-	signal chan struct{}
+	db *bolt.DB
+	// commits groups concurrent read-write transactions into one fsync (batch.go).
+	commits *committer
+	path    string
+	now     func() time.Time
+	log     *slog.Logger
+	signal  chan struct{}
 }
 
 // Compile-time proof that Store is what the service and the executor need.
@@ -204,7 +206,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("state file %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, now: opts.Now, log: opts.Log, signal: make(chan struct{}, 1)}
+	s := &Store{db: db, commits: newCommitter(db), path: path, now: opts.Now, log: opts.Log, signal: make(chan struct{}, 1)}
 	s.log.Info("state file opened", "path", path, "schema_version", version, "fsync", !opts.NoSync)
 	return s, nil
 }
@@ -327,11 +329,11 @@ func (s *Store) update(ctx context.Context, op string, mode errMode, fn func(*tx
 	t := &tx{writable: true}
 	var fnErr error
 	start := s.now()
-	err := s.db.Update(func(btx *bolt.Tx) error {
+	err := s.commits.update(func(btx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		t.btx = btx
+		t.btx, t.notified = btx, 0
 		fnErr = fn(t)
 		return fnErr
 	})
