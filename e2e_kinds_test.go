@@ -288,13 +288,12 @@ func startPrivateRedis(t *testing.T) string {
 	return addr
 }
 
-// TestE2ERedisACL rotates an application's Redis ACL password from Slack
-// against a real redis-server: the new password is in the Secret and works,
-// the old one no longer does.
-func TestE2ERedisACL(t *testing.T) {
-	addr := startPrivateRedis(t)
+// withRedisACL prepares an ACL-mode redis target on the redis-server at
+// addr: an admin user and the application's user with oldPassword, the
+// application's Secret holding it, and the admin credential.
+func (h *e2e) withRedisACL(t *testing.T, addr, adminPassword, oldPassword string) {
+	t.Helper()
 	ctx := context.Background()
-	const adminPassword, oldPassword = "e2e-admin-Pa55", "e2e-app-OLD-pa55word"
 	admin := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer admin.Close()
 	for _, cmd := range [][]any{
@@ -307,7 +306,6 @@ func TestE2ERedisACL(t *testing.T) {
 		}
 	}
 
-	h := newE2E(t)
 	if _, err := h.cs.CoreV1().Secrets("aivo-prod").Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "redis-credentials", Namespace: "aivo-prod"},
 		Data:       map[string][]byte{"REDIS_PASSWORD": []byte(oldPassword)},
@@ -330,6 +328,17 @@ func TestE2ERedisACL(t *testing.T) {
     admin_password_env: REDIS_ADMIN_PASSWORD
 `, addr))
 	h.extraEnv = map[string]string{"REDIS_ADMIN_PASSWORD": adminPassword}
+}
+
+// TestE2ERedisACL rotates an application's Redis ACL password from Slack
+// against a real redis-server: the new password is in the Secret and works,
+// the old one no longer does.
+func TestE2ERedisACL(t *testing.T) {
+	addr := startPrivateRedis(t)
+	ctx := context.Background()
+	const adminPassword, oldPassword = "e2e-admin-Pa55", "e2e-app-OLD-pa55word"
+	h := newE2E(t)
+	h.withRedisACL(t, addr, adminPassword, oldPassword)
 	h.start()
 	id, rootTS := h.open("redis")
 	h.click(approver, blocks.ActionApprove, id)

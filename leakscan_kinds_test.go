@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	goredis "github.com/redis/go-redis/v9"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/aivo-platform/rotary/approvals"
@@ -119,41 +117,8 @@ func leakDatabase(t *testing.T, h *e2e, scan *leakScan) []string {
 
 func leakRedis(t *testing.T, h *e2e, scan *leakScan) []string {
 	addr := startPrivateRedis(t)
-	ctx := context.Background()
 	const adminPassword, oldPassword = "leak-admin-Pa55+/=", "leak-app-OLD-pa55word&?"
-	admin := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer admin.Close()
-	for _, cmd := range [][]any{
-		{"ACL", "SETUSER", "rotary-admin", "on", ">" + adminPassword, "~*", "&*", "+@all"},
-		{"ACL", "SETUSER", "aivo-app", "on", ">" + oldPassword, "~*", "&*", "+@all"},
-		{"ACL", "SETUSER", "default", "off"},
-	} {
-		if err := admin.Do(ctx, cmd...).Err(); err != nil {
-			t.Fatalf("%v: %v", cmd[:3], err)
-		}
-	}
-	if _, err := h.cs.CoreV1().Secrets("aivo-prod").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "redis-credentials", Namespace: "aivo-prod"},
-		Data:       map[string][]byte{"REDIS_PASSWORD": []byte(oldPassword)},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	h.withTargets(t, fmt.Sprintf(`
-  redis:
-    kind: redis
-    approvers:
-      prod: {users: [UAPPROVER]}
-    mode: acl
-    address: %q
-    namespace: aivo-{env}
-    secret: redis-credentials
-    secret_key: REDIS_PASSWORD
-    deployments: [ai-orchestrator]
-    acl_user: aivo-app
-    admin_user: rotary-admin
-    admin_password_env: REDIS_ADMIN_PASSWORD
-`, addr))
-	h.extraEnv = map[string]string{"REDIS_ADMIN_PASSWORD": adminPassword}
+	h.withRedisACL(t, addr, adminPassword, oldPassword)
 	h.start()
 	id, rootTS := h.open("redis")
 	h.click(approver, blocks.ActionApprove, id)
