@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -149,5 +150,13 @@ func (a *app) adminRoutes() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = writeAudit(w, rec)
 	})
+	// Go's profiler, for the operator on the pod (kubectl port-forward) and
+	// for bench/run.sh. Loopback only, like the rest of this listener: the
+	// profiles hold stack traces and allocation sites, never secret values,
+	// but they are not for the Slack-facing listener. CPU profiles are
+	// bounded by the server's write timeout (seconds < 10).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	return mux
 }

@@ -62,7 +62,8 @@ type Review struct {
 }
 
 // SlackRefs are the transport's handles on the request's messages. They are
-// opaque to this package; the transport stores them through SetSlackRefs.
+// opaque to this package; the transport stores them in the same commit that
+// marks the notice which posted the message delivered.
 type SlackRefs struct {
 	Channel    string `json:"channel,omitempty"`
 	RootTS     string `json:"root_ts,omitempty"`

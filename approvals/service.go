@@ -454,18 +454,6 @@ func (s *Service) Finish(ctx context.Context, id string, to State, outcome strin
 	return out, nil
 }
 
-// SetSlackRefs stores the transport's message handles. It changes no state and emits no notice.
-func (s *Service) SetSlackRefs(ctx context.Context, id string, fn func(*SlackRefs)) error {
-	return s.store.Update(ctx, func(tx Tx) error {
-		r, err := tx.Get(id)
-		if err != nil {
-			return err
-		}
-		fn(&r.Slack)
-		return tx.Put(r)
-	})
-}
-
 // groupsFor resolves the actor's groups only when the target's policy uses groups.
 func (s *Service) groupsFor(ctx context.Context, id, user string) ([]string, error) {
 	if s.dir == nil {

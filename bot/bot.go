@@ -37,7 +37,6 @@ type Approvals interface {
 	Cancel(ctx context.Context, id, user string) (*approvals.Request, error)
 	Get(ctx context.Context, id string) (*approvals.Request, error)
 	ListOpen(ctx context.Context) ([]*approvals.Request, error)
-	SetSlackRefs(ctx context.Context, id string, fn func(*approvals.SlackRefs)) error
 	// Review acknowledges a break-glass rotation as its second person.
 	Review(ctx context.Context, id, user string) (*approvals.Request, error)
 	// MayManage says (nil) whether user may act on the request's follow-ups.
@@ -72,7 +71,11 @@ type Prompts interface {
 // Outbox is the durable queue of notices.
 type Outbox interface {
 	OutboxDue(ctx context.Context, now time.Time, limit int) ([]approvals.OutboxEntry, error)
-	OutboxDone(ctx context.Context, seq uint64) error
+	// OutboxDelivered removes entry seq and, when refs is not nil, applies
+	// refs to request requestID's Slack handles in the same commit: one
+	// fsync pair per delivered message, and after a crash a posted message's
+	// handle is stored if and only if its notice counts as delivered.
+	OutboxDelivered(ctx context.Context, seq uint64, requestID string, refs func(*approvals.SlackRefs)) error
 	OutboxRetry(ctx context.Context, seq uint64, attempts int, notBefore time.Time, lastErr string) error
 	OutboxSignal() <-chan struct{}
 }

@@ -66,15 +66,16 @@ func (b *Bot) DeliverDue(ctx context.Context) error {
 			// stops (bounded by deliveryTimeout): cut short, Slack may have
 			// posted the message without rotary learning it, and the next
 			// start would post it again.
-			derr := b.deliver(context.WithoutCancel(ctx), e.Notice)
+			refs, derr := b.deliver(context.WithoutCancel(ctx), e.Notice)
 			if derr == nil {
-				// Slack has the message: record that even while stopping, or
+				// Slack has the message: record that, and the handle of a
+				// message just posted, in one commit even while stopping, or
 				// the next start would post it again.
 				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deliveryTimeout)
-				err := b.cfg.Outbox.OutboxDone(dctx, e.Seq)
+				err := b.cfg.Outbox.OutboxDelivered(dctx, e.Seq, e.Notice.RequestID, refs)
 				cancel()
 				if err != nil {
-					return err
+					return fmt.Errorf("record delivery of %s notice %d for %s: %w", e.Notice.Kind, e.Seq, e.Notice.RequestID, err)
 				}
 				progressed = true
 				continue
@@ -96,7 +97,7 @@ func (b *Bot) retry(ctx context.Context, e approvals.OutboxEntry, derr error) er
 	log := b.log.With("request_id", e.Notice.RequestID, "notice", string(e.Notice.Kind), "attempt", attempts)
 	if attempts >= MaxDeliveryAttempts {
 		log.ErrorContext(ctx, "dropping a Slack notice after repeated failures", "err", derr)
-		return b.cfg.Outbox.OutboxDone(ctx, e.Seq)
+		return b.cfg.Outbox.OutboxDelivered(ctx, e.Seq, "", nil)
 	}
 	delay := backoffBase << min(attempts-1, 16)
 	var rl *slack.RateLimitedError
@@ -112,19 +113,23 @@ func (b *Bot) retry(ctx context.Context, e approvals.OutboxEntry, derr error) er
 // errNotYet means a notice depends on a message not posted yet (it is retried).
 var errNotYet = errors.New("the request's root message is not posted yet")
 
-func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
+// deliver shows notice n in Slack. When it posted a message whose handle
+// later notices need (a root or progress message), it returns refs to
+// store that handle: the caller commits it together with the outbox entry's
+// removal, so the two cannot disagree and cost one commit, not two.
+func (b *Bot) deliver(ctx context.Context, n approvals.Notice) (refs func(*approvals.SlackRefs), err error) {
 	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
 	defer cancel()
 	req, err := b.cfg.Approvals.Get(ctx, n.RequestID)
 	if errors.Is(err, approvals.ErrNotFound) {
-		return nil // nothing to show; dropping is right
+		return nil, nil // nothing to show; dropping is right
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	run, err := b.cfg.Runs.LoadRun(ctx, req.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	channel := req.Slack.Channel
 	if channel == "" {
@@ -136,35 +141,34 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...)}
 		if req.Slack.RootTS != "" {
 			_, _, _, err := b.cfg.Slack.UpdateMessageContext(ctx, channel, req.Slack.RootTS, opts...)
-			return err
+			return nil, err
 		}
 		ch, ts, err := b.cfg.Slack.PostMessageContext(ctx, channel, opts...)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		// Posted: keep its handle even while stopping (else a second root).
-		return b.cfg.Approvals.SetSlackRefs(context.WithoutCancel(ctx), req.ID, func(s *approvals.SlackRefs) { s.Channel, s.RootTS = ch, ts })
+		return func(s *approvals.SlackRefs) { s.Channel, s.RootTS = ch, ts }, nil
 	case approvals.NoticeProgress:
 		if run == nil {
-			return nil
+			return nil, nil
 		}
 		if req.Slack.RootTS == "" {
-			return errNotYet
+			return nil, errNotYet
 		}
 		text, blks := blocks.Progress(req, run)
 		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...)}
 		if req.Slack.ProgressTS != "" {
 			_, _, _, err := b.cfg.Slack.UpdateMessageContext(ctx, channel, req.Slack.ProgressTS, opts...)
-			return err
+			return nil, err
 		}
 		_, ts, err := b.cfg.Slack.PostMessageContext(ctx, channel, append(opts, slack.MsgOptionTS(req.Slack.RootTS))...)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return b.cfg.Approvals.SetSlackRefs(context.WithoutCancel(ctx), req.ID, func(s *approvals.SlackRefs) { s.ProgressTS = ts })
+		return func(s *approvals.SlackRefs) { s.ProgressTS = ts }, nil
 	case approvals.NoticeReply:
 		if req.Slack.RootTS == "" {
-			return errNotYet
+			return nil, errNotYet
 		}
 		text, blks := blocks.Reply(n, req, run)
 		opts := []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionTS(req.Slack.RootTS)}
@@ -172,23 +176,23 @@ func (b *Bot) deliver(ctx context.Context, n approvals.Notice) error {
 			opts = append(opts, slack.MsgOptionBlocks(blks...))
 		}
 		_, _, err := b.cfg.Slack.PostMessageContext(ctx, channel, opts...)
-		return err
+		return nil, err
 	case approvals.NoticeAlert:
-		return b.alert(ctx, n, req, channel, channel)
+		return nil, b.alert(ctx, n, req, channel, channel)
 	case approvals.NoticeAnnounce:
 		if b.cfg.AnnounceChannel == "" {
-			return nil
+			return nil, nil
 		}
 		if n.Event == approvals.EventEmergency || n.Event == approvals.EventReviewOverdue {
 			// The announcement channel gets the same channel-wide alert.
-			return b.alert(ctx, n, req, channel, b.cfg.AnnounceChannel)
+			return nil, b.alert(ctx, n, req, channel, b.cfg.AnnounceChannel)
 		}
 		text, blks := blocks.Announcement(n, req)
 		_, _, err := b.cfg.Slack.PostMessageContext(ctx, b.cfg.AnnounceChannel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blks...))
-		return err
+		return nil, err
 	}
 	b.log.WarnContext(ctx, "unknown notice kind dropped", "kind", string(n.Kind))
-	return nil
+	return nil, nil
 }
 
 // alert posts the channel-wide alert about req to channel "to", with a link

@@ -226,7 +226,14 @@ func TestOutboxThreadNoticeWaitsForRoot(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := h.svc.SetSlackRefs(ctx, r.ID, func(s *approvals.SlackRefs) { s.RootTS = ts }); err != nil {
+			if err := h.store.Update(ctx, func(tx approvals.Tx) error {
+				stored, err := tx.Get(r.ID)
+				if err != nil {
+					return err
+				}
+				stored.Slack.RootTS = ts
+				return tx.Put(stored)
+			}); err != nil {
 				t.Fatal(err)
 			}
 			h.clock.Advance(backoffBase)
@@ -517,5 +524,101 @@ func TestRunOutboxLogsAFailedPassAndGoesOn(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// deliveredCall is what recordingOutbox saw of one OutboxDelivered call.
+type deliveredCall struct {
+	seq       uint64
+	requestID string
+	hasRefs   bool
+	// storedBefore is the handle the store held when the call was made.
+	storedBefore string
+}
+
+// recordingOutbox is the real store, recording each OutboxDelivered call
+// with the handle stored at that moment, and failing them all when fail is
+// set (a disk that stopped taking writes).
+type recordingOutbox struct {
+	*boltstore.Store
+	handle func() string
+	fail   error
+	calls  []deliveredCall
+}
+
+func (o *recordingOutbox) OutboxDelivered(ctx context.Context, seq uint64, requestID string, refs func(*approvals.SlackRefs)) error {
+	o.calls = append(o.calls, deliveredCall{seq: seq, requestID: requestID, hasRefs: refs != nil, storedBefore: o.handle()})
+	if o.fail != nil {
+		return o.fail
+	}
+	return o.Store.OutboxDelivered(ctx, seq, requestID, refs)
+}
+
+// A posted message's handle is stored in the same commit that marks its
+// notice delivered, never before it: both are there afterwards, or (when
+// that commit fails) neither is and the notice is still queued, as after a
+// crash just before the commit.
+func TestOutboxHandleCommitsWithDelivery(t *testing.T) {
+	rootTS := func(r *approvals.Request) string { return r.Slack.RootTS }
+	progressTS := func(r *approvals.Request) string { return r.Slack.ProgressTS }
+	tests := []struct {
+		name   string
+		queue  func(h *harness, id string) // leaves one notice of the request queued
+		handle func(*approvals.Request) string
+		fail   error
+	}{
+		{name: "root", handle: rootTS},
+		{name: "root, commit fails", handle: rootTS, fail: errDiskGone},
+		{name: "progress", handle: progressTS, queue: func(h *harness, id string) {
+			h.deliver() // the root
+			h.saveRun(id, 0)
+		}},
+		{name: "progress, commit fails", handle: progressTS, fail: errDiskGone, queue: func(h *harness, id string) {
+			h.deliver()
+			h.saveRun(id, 0)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			r := h.openRequest("openai")
+			if tt.queue != nil {
+				tt.queue(h, r.ID)
+			}
+			heads := h.heads()
+			if len(heads) != 1 {
+				t.Fatalf("test setup: %d notices queued, want 1", len(heads))
+			}
+			queued := heads[0]
+			skip := len(h.slackCalls())
+			ob := &recordingOutbox{Store: h.store, fail: tt.fail, handle: func() string { return tt.handle(h.get(r.ID)) }}
+			h.bot.cfg.Outbox = ob
+
+			err := h.bot.DeliverDue(testCtx(t))
+			calls := h.slackCalls()[skip:]
+			if len(calls) != 1 || calls[0].Method != "chat.postMessage" || calls[0].TS == "" {
+				t.Fatalf("Slack calls %+v, want one posted message", calls)
+			}
+			want := []deliveredCall{{seq: queued.Seq, requestID: r.ID, hasRefs: true, storedBefore: ""}}
+			if !slices.Equal(ob.calls, want) {
+				t.Fatalf("OutboxDelivered calls %+v, want %+v (the handle must not be committed on its own first)", ob.calls, want)
+			}
+			stored := tt.handle(h.get(r.ID))
+			if tt.fail == nil {
+				if err != nil {
+					t.Fatalf("DeliverDue: %v", err)
+				}
+				if stored != calls[0].TS || h.depth() != 0 {
+					t.Fatalf("handle %q (posted at %s), %d notices queued: want the handle stored and the notice gone", stored, calls[0].TS, h.depth())
+				}
+				return
+			}
+			if !errors.Is(err, tt.fail) {
+				t.Fatalf("DeliverDue = %v, want the store's error", err)
+			}
+			if heads := h.heads(); stored != "" || len(heads) != 1 || heads[0].Seq != queued.Seq || heads[0].Attempts != 0 {
+				t.Fatalf("after a failed commit: handle %q, queued %+v; want neither effect", stored, heads)
+			}
+		})
 	}
 }

@@ -119,6 +119,16 @@ type Prompt struct {
 	Audience Audience
 	// Button is the confirmation button's label (default "Done"); unused for secrets.
 	Button string
+	// Park says the step only waits for this answer, so the executor may end
+	// the step while nobody has answered and run it again from its start
+	// once someone does: a paste can take hours, and a waiting step should
+	// not hold a goroutine and its memory meanwhile. The re-run reaches the
+	// same Ask, which then returns the answer at once. Only for a step whose
+	// code up to the Ask is safe to repeat (every step's must be: a resumed
+	// step repeats) and that does not wait for anything else at the same
+	// time (the database retire step races its early-retire button against a
+	// timer, so it must not park).
+	Park bool
 }
 
 // Audience is who may answer a Prompt. Stored values; never reorder.
@@ -146,7 +156,10 @@ type Run interface {
 	KeepSecret(key string, v secret.Value)
 	// Progress sets the step's detail line in the thread's progress message.
 	Progress(ctx context.Context, detail string)
-	// Ask posts a prompt and waits for the answer (or ctx).
+	// Ask posts a prompt and waits for the answer (or ctx). With p.Park it
+	// may instead return an error the step must pass up unchanged (wrapped
+	// with %w is fine): the executor then runs the step again when the
+	// answer arrives, and that Ask returns it.
 	Ask(ctx context.Context, p Prompt) (secret.Value, error)
 	// Sleep waits d (or until ctx ends) on the executor's clock, so tests with
 	// a fake clock do not wait in real time. A step that waits long records

@@ -89,7 +89,7 @@ func decodeEntry(k, v []byte) (approvals.OutboxEntry, error) {
 	if err := json.Unmarshal(v, &e); err != nil {
 		return approvals.OutboxEntry{}, fmt.Errorf("decode outbox entry %d: %w", seq, err)
 	}
-	// The key is authoritative: it is what OutboxDone deletes.
+	// The key is authoritative: it is what OutboxDelivered deletes.
 	e.Seq = seq
 	return e, nil
 }
@@ -147,15 +147,71 @@ func (s *Store) OutboxNext(ctx context.Context) (at time.Time, ok bool, err erro
 }
 
 // OutboxDone removes a delivered entry. Removing one that is already gone is
-// not an error, so a delivery confirmed twice stays harmless.
+// not an error, so a delivery confirmed twice stays harmless. It is
+// OutboxDelivered for a notice that produced no message handle.
 func (s *Store) OutboxDone(ctx context.Context, seq uint64) error {
-	return s.update(ctx, fmt.Sprintf("outbox done %d", seq), wrapFnErr, func(t *tx) error {
+	return s.OutboxDelivered(ctx, seq, "", nil)
+}
+
+// OutboxDelivered records a delivered notice in one commit: when refs is not
+// nil it applies refs to request requestID's Slack handles (the ts of a
+// message just posted), and it removes outbox entry seq.
+//
+// One commit rather than a handle write followed by OutboxDone, for two
+// reasons. Each commit costs a pair of fsyncs, and this is on the path of
+// every posted root and progress message. And the handle and the delivered
+// mark can never disagree after a crash: either both are stored, or neither
+// is and the notice is delivered again, exactly as if the process had died
+// just before the commit.
+//
+// A request that no longer exists is not an error (there is nothing to keep
+// a handle for; the entry is still removed), and neither is an entry already
+// gone (a delivery confirmed twice; the handles are applied again, which
+// refs must make harmless by assigning, not accumulating). For the same
+// reason refs may run more than once (group commit retries a transaction).
+// An entry still queued for a different request is refused, changing
+// nothing: its handle would land on the wrong request.
+func (s *Store) OutboxDelivered(ctx context.Context, seq uint64, requestID string, refs func(*approvals.SlackRefs)) error {
+	if refs != nil && requestID == "" {
+		return fmt.Errorf("outbox delivered %d: message handles given without a request ID; pass the ID of the request the notice is for", seq)
+	}
+	return s.update(ctx, fmt.Sprintf("outbox delivered %d", seq), wrapFnErr, func(t *tx) error {
 		outbox, err := bucket(t.btx, bucketOutbox)
 		if err != nil {
 			return err
 		}
-		return outbox.Delete(encodeSeq(seq))
+		key := encodeSeq(seq)
+		if refs != nil {
+			if raw := outbox.Get(key); raw != nil {
+				e, err := decodeEntry(key, raw)
+				if err != nil {
+					return err
+				}
+				if e.Notice.RequestID != requestID {
+					return fmt.Errorf("entry is for request %s, not %s; refusing to store its message handle on the wrong request (pass the entry's own Notice.RequestID)", e.Notice.RequestID, requestID)
+				}
+			}
+			if err := applyRefs(t, requestID, refs); err != nil {
+				return err
+			}
+		}
+		return outbox.Delete(key)
 	})
+}
+
+// applyRefs updates request id's Slack handles through Get and Put, so its
+// indexes are rewritten from the same state (a handle changes no state, so
+// they stay as they were). A missing request is skipped.
+func applyRefs(t *tx, id string, refs func(*approvals.SlackRefs)) error {
+	r, err := t.Get(id)
+	if errors.Is(err, approvals.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	refs(&r.Slack)
+	return t.Put(r)
 }
 
 // OutboxRetry records a failed delivery: the attempt count, when to try again,

@@ -31,6 +31,9 @@
 //   - The file carries a schema version. A file written by a newer rotary, or
 //     a file with buckets but no version, is refused untouched rather than
 //     rewritten by a binary that does not understand it.
+//   - A delivered message's Slack handle and the removal of its outbox
+//     entry commit together (OutboxDelivered): one commit per message, and
+//     after a crash the two never disagree.
 //   - The outbox is delivered in sequence order per request: a later notice
 //     for a request is never handed out while an earlier one is pending, so a
 //     thread reply cannot overtake the root message it hangs off.

@@ -296,7 +296,7 @@ func (x *rotation) newKey(ctx context.Context, run rotators.Run) error {
 // askNewKey asks the requester to make the key by hand and paste it.
 func (x *rotation) askNewKey(ctx context.Context, run rotators.Run) error {
 	label := "Create a new restricted key in the " + x.providerTitle() + " dashboard" + x.dashboardRef() + " and paste it here"
-	answer, err := run.Ask(ctx, rotators.Prompt{ID: PromptPasteKey, Label: label, Secret: true, Audience: rotators.AudienceRequester})
+	answer, err := run.Ask(ctx, rotators.Prompt{ID: PromptPasteKey, Label: label, Secret: true, Audience: rotators.AudienceRequester, Park: true})
 	if err != nil {
 		return fmt.Errorf("waiting for the new key: %w", err)
 	}
@@ -492,7 +492,7 @@ func (x *rotation) revoke(ctx context.Context, run rotators.Run) error {
 	case manual:
 		if run.Fact(factOldKeyRevoked) == "" {
 			label := "Revoke the old key in the " + x.providerTitle() + " dashboard" + x.dashboardRef() + ", then click Revoked"
-			if _, err := run.Ask(ctx, rotators.Prompt{ID: PromptRevoked, Label: label, Audience: rotators.AudienceParticipants}); err != nil {
+			if _, err := run.Ask(ctx, rotators.Prompt{ID: PromptRevoked, Label: label, Audience: rotators.AudienceParticipants, Park: true}); err != nil {
 				return fmt.Errorf("waiting for the old key to be revoked: %w", err)
 			}
 			if err := run.Record(ctx, factOldKeyRevoked, "confirmed"); err != nil {

@@ -33,6 +33,13 @@
 //     PostponeFollowUp, CheckRevertible) check the state of things, not who
 //     is asking: authorization is the caller's job. Their refusals are
 //     errors with a UserMessage saying what happened and what to do.
+//   - A step waiting for a person on a Prompt.Park prompt holds no
+//     goroutine: the step ends once the prompt is journaled and posted, and
+//     the answer starts the run again (the same attempt; the repeated step's
+//     Ask returns the answer). Its memory-only secrets stay meanwhile. Past
+//     the first Ask's deadline, the next rescan (RescanInterval) starts it to
+//     fail as timed out. A restart loses the prompt, as it always did: the
+//     resumed step asks again.
 //   - Secret values stay in process memory, are scrubbed from every error
 //     message that reaches the journal, and are dropped when the run ends.
 package executor
@@ -123,6 +130,24 @@ type waiter struct {
 	prompt rotators.Prompt
 	req    *approvals.Request
 	answer chan secret.Value
+	// parked: the step ended while waiting (Prompt.Park), so nothing
+	// receives on answer; the run is started again once answer holds a
+	// value, or once expires (the first Ask's deadline; zero: none) passed.
+	parked  bool
+	expires time.Time
+}
+
+func (w *waiter) expired(now time.Time) bool {
+	return !w.expires.IsZero() && !now.Before(w.expires)
+}
+
+// dropPrompt forgets request id's prompt if it is still w.
+func (e *Executor) dropPrompt(id string, w *waiter) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.prompts[id] == w {
+		delete(e.prompts, id)
+	}
 }
 
 // New builds an Executor. Call Run to start it.
@@ -218,18 +243,25 @@ func (e *Executor) start(ctx context.Context, id string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer e.release(id)
-		if err := e.execute(ctx, id); err != nil && ctx.Err() == nil {
+		err := e.execute(ctx, id)
+		parked := errors.Is(err, errParked)
+		e.releaseRun(id, parked)
+		if err != nil && !parked && ctx.Err() == nil {
 			e.log.ErrorContext(ctx, "rotation stopped on an internal error", "request_id", id, "err", err)
 		}
 	}()
 }
 
-// claim takes request id's in-flight key, or reports that it is held.
+// claim takes request id's in-flight key, or reports that it is held or
+// that the request is parked on a prompt nobody has answered yet (a rescan
+// must not run the step again for nothing).
 func (e *Executor) claim(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, busy := e.inflight[id]; busy {
+		return false
+	}
+	if w := e.prompts[id]; w != nil && w.parked && len(w.answer) == 0 && !w.expired(e.cfg.Now()) {
 		return false
 	}
 	e.inflight[id] = make(chan struct{})
@@ -256,17 +288,32 @@ func (e *Executor) claimWait(ctx context.Context, id string) error {
 	}
 }
 
-// release gives the key back, drops the request's memory-only state and
-// wakes the loop: a follow-up that was due while the key was held may run now.
-func (e *Executor) release(id string) {
+// release gives back a key taken for a follow-up, a button or a rollback's
+// cancellation. A run parked on a prompt keeps its prompt and secrets.
+func (e *Executor) release(id string) { e.releaseRun(id, e.parked(id)) }
+
+// releaseRun gives the key back, drops the request's memory-only state (kept
+// while the run is parked on a prompt: the answer continues it) and wakes
+// the loop: a follow-up that was due while the key was held may run now.
+func (e *Executor) releaseRun(id string, parked bool) {
 	e.mu.Lock()
 	if held, ok := e.inflight[id]; ok {
 		close(held)
 		delete(e.inflight, id)
 	}
-	delete(e.mem, id)
-	delete(e.prompts, id)
+	answered := false
+	if w := e.prompts[id]; parked && w != nil && w.parked {
+		// An answer that came while the step was still parking found the
+		// key held; its wake-up was refused, so start the run here.
+		answered = len(w.answer) > 0
+	} else {
+		delete(e.mem, id)
+		delete(e.prompts, id)
+	}
 	e.mu.Unlock()
+	if answered {
+		e.Wake(id)
+	}
 	e.wakeFollowUps()
 }
 
@@ -308,6 +355,7 @@ func (e *Executor) execute(ctx context.Context, id string) error {
 		return fmt.Errorf("load journal: %w", err)
 	}
 	log := e.log.With("request_id", req.ID, "target", req.Target)
+	unparked := e.parked(id)
 	if run == nil {
 		facts := map[string]string{}
 		if req.RollbackOf != "" {
@@ -329,9 +377,11 @@ func (e *Executor) execute(ctx context.Context, id string) error {
 			return fmt.Errorf("create journal: %w", err)
 		}
 	} else {
-		run.Resumes++
+		if !unparked {
+			run.Resumes++
+			log.InfoContext(ctx, "resuming rotation", "phase", run.Phase, "resumes", run.Resumes)
+		}
 		reconcile(run, plan)
-		log.InfoContext(ctx, "resuming rotation", "phase", run.Phase, "resumes", run.Resumes)
 	}
 	if req.RollbackOf != "" && run.Phase == PhaseForward {
 		// Every (re)start, before any rollback step: idempotent, and it covers
@@ -343,8 +393,17 @@ func (e *Executor) execute(ctx context.Context, id string) error {
 	if req, _, err = e.cfg.Requests.MarkRunning(ctx, id); err != nil {
 		return err
 	}
-	ex := &runner{e: e, req: req, run: run, plan: plan, log: log}
+	ex := &runner{e: e, req: req, run: run, plan: plan, log: log, canPark: true, unparked: unparked}
 	return ex.drive(ctx)
+}
+
+// parked reports whether request id's run ended on a parked prompt (its
+// next start continues it; it is not a resume after a restart).
+func (e *Executor) parked(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := e.prompts[id]
+	return w != nil && w.parked
 }
 
 func (e *Executor) finishWithoutRun(ctx context.Context, req *approvals.Request, why string) error {
@@ -415,6 +474,13 @@ type runner struct {
 	run  *Run
 	plan rotators.Plan
 	log  *slog.Logger
+	// canPark: a Prompt.Park prompt may end this run's step (errParked).
+	// Forward and rollback steps of a request; not follow-ups, whose
+	// scheduler has no way to start them again on an answer.
+	canPark bool
+	// unparked: this run continues a step that parked on a prompt; its
+	// next attempt is the parked attempt going on, not a new one.
+	unparked bool
 	// journalMu serialises journal writes from a step (Record, Progress) with the runner's own.
 	journalMu sync.Mutex
 }
@@ -497,7 +563,7 @@ func (x *runner) forward(ctx context.Context) (string, error) {
 		case errors.Is(err, rotators.ErrNothingToUndo) && x.req.RollbackOf != "":
 			// A rollback request's step with nothing to undo is skipped, not failed.
 			continue
-		case errors.Is(err, errStopped):
+		case errors.Is(err, errStopped), errors.Is(err, errParked):
 			return "", err
 		case errors.As(err, &lost) && lostRestarts < maxSecretLostRestarts:
 			j := x.stepIndex(lost.From)
@@ -538,8 +604,9 @@ func (x *runner) stepIndex(name string) int {
 }
 
 // attempt runs one step with retries. It returns nil when the step is done,
-// errStopped when the process stops, a *SecretLostError untouched, or the
-// final error after the step was journaled as failed.
+// errStopped when the process stops, errParked when it waits for a person
+// (Prompt.Park), a *SecretLostError untouched, or the final error after the
+// step was journaled as failed.
 func (x *runner) attempt(ctx context.Context, step rotators.Step, rec *StepRecord) error {
 	attempts := step.Attempts
 	if attempts <= 0 {
@@ -555,7 +622,11 @@ func (x *runner) attempt(ctx context.Context, step rotators.Step, rec *StepRecor
 			return errStopped
 		}
 		rec.Status = StepRunning
-		rec.Attempts++
+		if x.unparked {
+			x.unparked = false
+		} else {
+			rec.Attempts++
+		}
 		rec.Error = ""
 		if rec.StartedAt.IsZero() {
 			rec.StartedAt = x.e.cfg.Now()
@@ -569,6 +640,12 @@ func (x *runner) attempt(ctx context.Context, step rotators.Step, rec *StepRecor
 		sctx, cancel := context.WithTimeout(ctx, timeout)
 		err := x.call(sctx, step, rec)
 		cancel()
+		if errors.Is(err, errParked) && x.canPark {
+			// Waiting for a person, without a goroutine: the answer starts
+			// the step again, as the same attempt (see unparked).
+			log.InfoContext(ctx, "step parked until a person answers")
+			return errParked
+		}
 		if x.e.cfg.Observer != nil {
 			x.e.cfg.Observer.StepFinished(x.req.Target, step.Name, x.e.cfg.Now().Sub(began), err)
 		}
@@ -668,7 +745,7 @@ func (x *runner) rollback(ctx context.Context) (approvals.State, string, error) 
 		case err == nil:
 			undone++
 		case errors.Is(err, rotators.ErrNothingToUndo):
-		case errors.Is(err, errStopped):
+		case errors.Is(err, errStopped), errors.Is(err, errParked):
 			return "", "", err
 		default:
 			return approvals.StateFailed, fmt.Sprintf("%s; rollback step %q also failed: %s — manual action needed", cause, step.Title, rec.Error), nil

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -92,19 +93,39 @@ func (s *stepRun) Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // Ask posts the prompt and waits for Answer, or ctx (the step's timeout).
+// A prompt with Park set does not wait: once it is journaled and posted,
+// Ask returns errParked and the step ends; Answer starts the run again, and
+// the repeated step's Ask returns the answer without posting anything. The
+// prompt's deadline is the one the first Ask had (its step's timeout).
 func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, error) {
-	w := &waiter{prompt: p, req: s.x.req, answer: make(chan secret.Value, 1)}
 	e := s.x.e
+	id := s.x.req.ID
 	e.mu.Lock()
-	e.prompts[s.x.req.ID] = w
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		if e.prompts[s.x.req.ID] == w {
-			delete(e.prompts, s.x.req.ID)
+	if w := e.prompts[id]; w != nil && w.parked && w.prompt.ID == p.ID {
+		// The step asked before and was parked: this is its re-run.
+		select {
+		case v := <-w.answer:
+			delete(e.prompts, id)
+			e.mu.Unlock()
+			return v, s.unprompt(ctx, nil)
+		default:
+		}
+		if w.expired(e.cfg.Now()) {
+			delete(e.prompts, id)
+			e.mu.Unlock()
+			return secret.Value{}, s.unprompt(ctx, fmt.Errorf("nobody answered %q: %w", p.Label, context.DeadlineExceeded))
 		}
 		e.mu.Unlock()
-	}()
+		// Started without an answer (a missed wake-up): keep waiting, without asking twice.
+		return secret.Value{}, errParked
+	}
+	w := &waiter{prompt: p, req: s.x.req, answer: make(chan secret.Value, 1), parked: p.Park && s.x.canPark}
+	if d, ok := ctx.Deadline(); ok {
+		// On the executor's clock, which decides when it has passed.
+		w.expires = e.cfg.Now().Add(time.Until(d))
+	}
+	e.prompts[id] = w
+	e.mu.Unlock()
 
 	s.x.journalMu.Lock()
 	s.x.run.Prompt = &PromptRecord{ID: p.ID, Step: s.step, Label: p.Label, Secret: p.Secret, Audience: string(p.Audience), Button: p.Button}
@@ -112,10 +133,15 @@ func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, err
 		rec.Status = StepWaiting
 	}
 	s.x.journalMu.Unlock()
-	if err := s.x.save(ctx, progress(s.x.req.ID),
-		approvals.Notice{Kind: approvals.NoticeReply, RequestID: s.x.req.ID, Event: EventInputNeeded, Step: s.step, Prompt: p.ID}); err != nil {
+	if err := s.x.save(ctx, progress(id),
+		approvals.Notice{Kind: approvals.NoticeReply, RequestID: id, Event: EventInputNeeded, Step: s.step, Prompt: p.ID}); err != nil {
+		e.dropPrompt(id, w)
 		return secret.Value{}, err
 	}
+	if w.parked {
+		return secret.Value{}, errParked
+	}
+	defer e.dropPrompt(id, w)
 
 	var (
 		v   secret.Value
@@ -126,6 +152,12 @@ func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, err
 	case <-ctx.Done():
 		err = fmt.Errorf("nobody answered %q: %w", p.Label, ctx.Err())
 	}
+	return v, s.unprompt(ctx, err)
+}
+
+// unprompt journals that the step no longer waits for a person; it returns
+// err, or the journal's error when err is nil.
+func (s *stepRun) unprompt(ctx context.Context, err error) error {
 	s.x.journalMu.Lock()
 	s.x.run.Prompt = nil
 	if rec := s.record(); rec != nil && rec.Status == StepWaiting {
@@ -135,8 +167,13 @@ func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, err
 	if serr := s.x.save(ctx, progress(s.x.req.ID)); serr != nil && err == nil {
 		err = serr
 	}
-	return v, err
+	return err
 }
+
+// errParked ends a step whose Prompt.Park prompt has no answer yet: the run
+// stops without failing, keeps its memory-only secrets and its prompt, and
+// is started again by Answer (or, past the prompt's deadline, by a rescan).
+var errParked = errors.New("step parked until a person answers")
 
 // EventInputNeeded is the Notice event of a prompt waiting for a person.
 const EventInputNeeded = "input_needed"
@@ -167,10 +204,14 @@ func (e *Executor) Answer(ctx context.Context, requestID, promptID, user string,
 	select {
 	case w.answer <- v:
 		e.log.InfoContext(ctx, "prompt answered", "request_id", requestID, "prompt", promptID, "user", user)
-		return nil
 	default:
 		return ErrNoPrompt
 	}
+	if w.parked {
+		// Nothing is waiting on the channel: start the step again.
+		e.Wake(requestID)
+	}
+	return nil
 }
 
 // MayAnswer reports why user may not answer the prompt (nil when they may),
