@@ -117,58 +117,63 @@ func keys(m map[string][]byte) []string {
 	return out
 }
 
-// TestE2EDatabase rotates a PostgreSQL login role from Slack against the
-// real server started by test/services.sh.
-func TestE2EDatabase(t *testing.T) {
+// pgTarget is what withPostgres made for a database target.
+type pgTarget struct {
+	admin         string // the server's superuser DSN (a secret itself)
+	adminPassword string // its password alone
+	oldDSN        string // the application's DSN before the rotation
+}
+
+// withPostgres prepares a database target on the PostgreSQL server of
+// test/services.sh (the test skips without it): a login role with
+// oldPassword owning a database of its own, the Secret Manager secret
+// holding its DSN, the auth-svc Deployment, the target's config and the
+// admin DSN's env. Names are prefix_{app,old,new}_<pid> so that scenarios
+// and concurrent runs on the shared server do not meet; the database and
+// the old and new roles are dropped after the test.
+func (h *e2e) withPostgres(t *testing.T, prefix, oldPassword string) pgTarget {
+	t.Helper()
 	admin := os.Getenv("ROTARY_TEST_POSTGRES_URL")
 	if admin == "" {
-		t.Skip("ROTARY_TEST_POSTGRES_URL not set: run `eval \"$(bash test/services.sh start)\"` to test against PostgreSQL")
+		t.Skip("ROTARY_TEST_POSTGRES_URL not set: run `eval \"$(bash test/services.sh start)\"` to test the database kind against PostgreSQL")
 	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		// The parse error quotes the URL, password included.
+		t.Fatal("ROTARY_TEST_POSTGRES_URL is not a URL: set it to the postgres://user:password@host:port/db that test/services.sh prints")
+	}
+	adminPassword, _ := u.User.Password()
 	ctx := context.Background()
-	suffix := strings.ToLower(strings.ReplaceAll(fmt.Sprintf("%x", os.Getpid()), "-", ""))
-	db, oldRole, oldPassword := "e2e_app_"+suffix, "e2e_old_"+suffix, "old-Pa55'word"
+	suffix := fmt.Sprintf("%x", os.Getpid())
+	db, oldRole, newRole := prefix+"_app_"+suffix, prefix+"_old_"+suffix, prefix+"_new_"+suffix
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	exec := func(c *pgx.Conn, sql string) {
-		t.Helper()
-		if _, err := c.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
 	var lit string
 	if err := conn.QueryRow(ctx, "SELECT format('%L', $1::text)", oldPassword).Scan(&lit); err != nil {
 		t.Fatal(err)
 	}
-	exec(conn, "CREATE ROLE "+oldRole+" LOGIN PASSWORD "+lit)
-	exec(conn, "CREATE DATABASE "+db+" OWNER "+oldRole)
+	pgExec(t, conn, "CREATE ROLE "+oldRole+" LOGIN PASSWORD "+lit)
+	pgExec(t, conn, "CREATE DATABASE "+db+" OWNER "+oldRole)
 	t.Cleanup(func() {
 		c, err := pgx.Connect(ctx, admin)
 		if err != nil {
+			t.Logf("cleanup: database %s and roles %s* are left on the server: %v", db, prefix, err)
 			return
 		}
 		defer c.Close(ctx)
 		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
-		rows, _ := c.Query(ctx, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'e2e_%'||$1", suffix)
+		// The rotation names its role newRole, or newRole_2 … if taken.
+		rows, _ := c.Query(ctx, "SELECT rolname FROM pg_roles WHERE rolname = $1 OR starts_with(rolname, $2)", oldRole, newRole)
 		names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 		for _, n := range names {
 			_, _ = c.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{n}.Sanitize())
 		}
 	})
-	u, _ := url.Parse(admin)
-	appDSN := func(user, password, dbname string) string {
-		return (&url.URL{Scheme: "postgresql", User: url.UserPassword(user, password), Host: u.Host, Path: "/" + dbname, RawQuery: "sslmode=disable"}).String()
-	}
-	appConn, err := pgx.Connect(ctx, appDSN(oldRole, oldPassword, db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	exec(appConn, "CREATE TABLE items (id serial PRIMARY KEY, name text)")
-	_ = appConn.Close(ctx)
+	oldDSN := (&url.URL{Scheme: "postgresql", User: url.UserPassword(oldRole, oldPassword), Host: u.Host, Path: "/" + db, RawQuery: "sslmode=disable"}).String()
 
-	h := newE2E(t)
 	secretName := "projects/aivo-platform/secrets/aivo-prod-auth-database-url"
 	if err := h.gsm.CreateSecret(secretName); err != nil {
 		t.Fatal(err)
@@ -177,7 +182,7 @@ func TestE2EDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.AddVersion(ctx, secretName, secret.FromString(appDSN(oldRole, oldPassword, db))); err != nil {
+	if _, err := c.AddVersion(ctx, secretName, secret.FromString(oldDSN)); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.Close()
@@ -195,27 +200,44 @@ func TestE2EDatabase(t *testing.T) {
       secret: aivo-{env}-auth-database-url
     external_secret: external-services
     deployments: [auth-svc]
-    role_pattern: e2e_new_%s
+    role_pattern: %s
     dsn_template: "postgresql://{user}:{password}@%s/%s?sslmode=disable"
     database: %s
     retire_after: 1h
     admin_dsn_env: ROTARY_DB_ADMIN_DSN
-`, suffix, u.Host, db, db))
+`, newRole, u.Host, db, db))
 	h.extraEnv = map[string]string{"ROTARY_DB_ADMIN_DSN": admin}
+	return pgTarget{admin: admin, adminPassword: adminPassword, oldDSN: oldDSN}
+}
+
+// pgExec runs one statement that must succeed.
+func pgExec(t *testing.T, c *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// TestE2EDatabase rotates a PostgreSQL login role from Slack against the
+// real server started by test/services.sh.
+func TestE2EDatabase(t *testing.T) {
+	ctx := context.Background()
+	const oldPassword = "old-Pa55'word"
+	h := newE2E(t)
+	pg := h.withPostgres(t, "e2e", oldPassword)
+	appConn, err := pgx.Connect(ctx, pg.oldDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgExec(t, appConn, "CREATE TABLE items (id serial PRIMARY KEY, name text)")
+	_ = appConn.Close(ctx)
 	h.start()
 	id, rootTS := h.open("database")
 	h.click(approver, blocks.ActionApprove, id)
 
 	// The old role is retired from the thread's button, not after the hour.
 	ref := blocks.PromptRef(id, "retire_now")
-	h.waitCalls("drop-old-role button", func([]slackfake.Call) bool {
-		for _, m := range h.slack.Thread(requestChannel, rootTS) {
-			if strings.Contains(string(m.Blocks), ref) {
-				return true
-			}
-		}
-		return false
-	})
+	h.waitCalls("drop-old-role button", func([]slackfake.Call) bool { return h.threadHas(rootTS, ref) })
 	h.click(approver, blocks.ActionPrompt, ref)
 	h.finished(id, rootTS, approvals.StateSucceeded)
 
@@ -226,9 +248,10 @@ func TestE2EDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the new DSN does not connect: %v", err)
 	}
-	exec(nc, "INSERT INTO items (name) VALUES ('after rotation')")
+	pgExec(t, nc, "INSERT INTO items (name) VALUES ('after rotation')")
 	_ = nc.Close(ctx)
-	if _, err := pgx.Connect(ctx, appDSN(oldRole, oldPassword, db)); err == nil {
+	if c, err := pgx.Connect(ctx, pg.oldDSN); err == nil {
+		_ = c.Close(ctx)
 		t.Fatal("the old role still logs in after retirement")
 	}
 	h.stop()
@@ -236,7 +259,7 @@ func TestE2EDatabase(t *testing.T) {
 	if pu, err := url.Parse(newDSN); err == nil {
 		pw, _ = pu.User.Password()
 	}
-	h.assertNoLeak(oldPassword, pw, admin)
+	h.assertNoLeak(oldPassword, pw, pg.admin)
 }
 
 // startPrivateRedis runs a redis-server of the test's own on a free

@@ -865,29 +865,71 @@ func TestE2EStripePastedKey(t *testing.T) {
 	if _, body := h.submit(approver, blocks.CallbackPasteSecret, ref, blocks.BlockSecret, blocks.ActionSecret, "rk_live_wrong_person"); !strings.Contains(body, "Only the requester") {
 		t.Fatalf("approver's paste: %s", body)
 	}
-	h.click(requester, blocks.ActionPrompt, ref)
-	h.waitCalls("paste modal", slackfake.HasCalls("views.open", 1))
-	if code, body := h.submit(requester, blocks.CallbackPasteSecret, ref, blocks.BlockSecret, blocks.ActionSecret, pastedValue); code != http.StatusOK || body != "" {
-		t.Fatalf("paste: %d %s", code, body)
-	}
-	// Revocation is manual: a participant confirms it.
-	revoked := blocks.PromptRef(id, "revoked")
-	h.waitCalls("revoked button", func([]slackfake.Call) bool {
-		for _, m := range h.slack.Thread(requestChannel, rootTS) {
-			if strings.Contains(string(m.Blocks), revoked) {
-				return true
-			}
-		}
-		return false
-	})
-	h.click(approver, blocks.ActionPrompt, revoked)
-	h.finished(id, rootTS, approvals.StateSucceeded)
+	h.pasteAndConfirmRevoked(t, id, rootTS, nil)
 	vs := h.gsmVersions("aivo-prod-stripe-secret-key")
 	if string(vs[len(vs)-1].Payload) != pastedValue || vs[0].State != gsmfake.StateDisabled {
 		t.Fatalf("versions %+v", vs)
 	}
 	h.stop()
 	h.assertNoLeak(pastedValue, "rk_live_wrong_person")
+}
+
+// TestE2EStripePasteAcrossRestart: the run waiting for the paste holds
+// nothing in memory that a restart loses silently: after the restart the
+// thread gets the prompt again, and the paste finishes the rotation once.
+func TestE2EStripePasteAcrossRestart(t *testing.T) {
+	h := newE2E(t)
+	h.start()
+	id, rootTS := h.open("stripe")
+	h.click(approver, blocks.ActionApprove, id)
+	ref := blocks.PromptRef(id, "paste_key")
+	// asked counts the thread's "needs you" replies; ready says whether the
+	// progress message offers the paste button.
+	asked := func() (n int, ready bool) {
+		for _, m := range h.slack.Thread(requestChannel, rootTS) {
+			if strings.Contains(m.Text, "needs you") {
+				n++
+			}
+			ready = ready || strings.Contains(string(m.Blocks), ref)
+		}
+		return n, ready
+	}
+	h.waitCalls("paste prompt", func([]slackfake.Call) bool { n, ready := asked(); return n == 1 && ready })
+	h.stop()
+
+	h.start()
+	h.waitCalls("paste prompt asked again", func([]slackfake.Call) bool { n, ready := asked(); return n == 2 && ready })
+	h.pasteAndConfirmRevoked(t, id, rootTS, nil)
+	if n, _ := asked(); n != 2 {
+		t.Fatalf("the paste prompt was posted %d times, want 2 (once per process)", n)
+	}
+	vs := h.gsmVersions("aivo-prod-stripe-secret-key")
+	if string(vs[len(vs)-1].Payload) != pastedValue {
+		t.Fatalf("versions %+v", vs)
+	}
+	h.stop()
+	h.assertNoLeak(pastedValue)
+}
+
+// pasteAndConfirmRevoked finishes a Stripe rotation waiting for its paste:
+// the requester pastes pastedValue in the modal, afterPaste (if not nil)
+// runs, then (revocation is manual) the approver confirms the old key was
+// revoked.
+func (h *e2e) pasteAndConfirmRevoked(t *testing.T, id, rootTS string, afterPaste func()) {
+	t.Helper()
+	ref := blocks.PromptRef(id, "paste_key")
+	h.click(requester, blocks.ActionPrompt, ref)
+	h.waitCalls("paste modal", slackfake.HasCalls("views.open", 1))
+	if code, body := h.submit(requester, blocks.CallbackPasteSecret, ref, blocks.BlockSecret, blocks.ActionSecret, pastedValue); code != http.StatusOK || body != "" {
+		t.Fatalf("paste: %d %s", code, body)
+	}
+	if afterPaste != nil {
+		afterPaste()
+	}
+	revoked := blocks.PromptRef(id, "revoked")
+	h.waitCalls("revoked button", func([]slackfake.Call) bool { return h.threadHas(rootTS, revoked) })
+	h.click(approver, blocks.ActionPrompt, revoked)
+	h.finished(id, rootTS, approvals.StateSucceeded)
 }
 
 func kubesimGet(h *e2e, name string) (*unstructured.Unstructured, error) {

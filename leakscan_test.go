@@ -259,16 +259,7 @@ func leakStripePaste(t *testing.T, h *e2e, scan *leakScan) []string {
 	h.click(approver, blocks.ActionApprove, id)
 	ref := blocks.PromptRef(id, "paste_key")
 	h.waitCalls("paste button", func([]slackfake.Call) bool { return h.threadHas(rootTS, ref) })
-	h.click(requester, blocks.ActionPrompt, ref)
-	h.waitCalls("paste modal", slackfake.HasCalls("views.open", 1))
-	if code, body := h.submit(requester, blocks.CallbackPasteSecret, ref, blocks.BlockSecret, blocks.ActionSecret, pastedValue); code != http.StatusOK || body != "" {
-		t.Fatalf("paste: %d %s", code, body)
-	}
-	scan.scrape(t, h)
-	revoked := blocks.PromptRef(id, "revoked")
-	h.waitCalls("revoked button", func([]slackfake.Call) bool { return h.threadHas(rootTS, revoked) })
-	h.click(approver, blocks.ActionPrompt, revoked)
-	h.finished(id, rootTS, approvals.StateSucceeded)
+	h.pasteAndConfirmRevoked(t, id, rootTS, func() { scan.scrape(t, h) })
 	return []string{pastedValue}
 }
 

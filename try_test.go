@@ -1,6 +1,6 @@
 package main
 
-// Tests of `rotary try` (try.go): the whole wiring started through tryCmd
+// Tests of `rotary try` (try*.go): the whole wiring started through tryCmd
 // and driven through the console's HTTP API as the page drives it; its
 // pieces (people, config rewrite, environment, paced watches, port
 // choice); and, in headless Chromium (bot/console/browsertest), the flow a
