@@ -63,7 +63,6 @@ func (e userError) Error() string       { return string(e) }
 func (e userError) UserMessage() string { return string(e) }
 
 func (b *Bot) runCommand(ctx context.Context, sc slack.SlashCommand, cmd commands.Command) (string, []slack.Block) {
-	log := b.log.With("user", sc.UserID, "verb", string(cmd.Verb))
 	switch cmd.Verb {
 	case commands.VerbHelp:
 		return blocks.Help(b.cfg.Hints), nil
@@ -88,7 +87,7 @@ func (b *Bot) runCommand(ctx context.Context, sc slack.SlashCommand, cmd command
 		if err != nil {
 			return b.errorText(ctx, err, cmd), nil
 		}
-		log.InfoContext(ctx, "request cancelled", "request_id", req.ID)
+		// The service logs the decision ("request decided", state cancelled).
 		return blocks.Cancelled(req), nil
 	case commands.VerbRotate:
 		req, err := b.cfg.Approvals.Open(ctx, approvals.OpenInput{
@@ -99,7 +98,7 @@ func (b *Bot) runCommand(ctx context.Context, sc slack.SlashCommand, cmd command
 			return b.errorText(ctx, err, cmd), nil
 		}
 		if req.Emergency {
-			log.WarnContext(ctx, "EMERGENCY rotation requested", "request_id", req.ID, "target", req.Target, "break_glass", req.BreakGlass)
+			b.log.WarnContext(ctx, "EMERGENCY rotation requested", "request_id", req.ID, "target", req.Target, "break_glass", req.BreakGlass, "user", sc.UserID)
 		}
 		return blocks.Opened(req), nil
 	case commands.VerbRollback:

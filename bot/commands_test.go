@@ -97,8 +97,9 @@ func TestCommandOpenAndCancel(t *testing.T) {
 	if !strings.Contains(resp.Text, "Cancelled "+rs[0].ID) || h.get(rs[0].ID).State != approvals.StateCancelled {
 		t.Fatalf("cancel: %q", resp.Text)
 	}
-	if len(h.logs.find(t, "request cancelled")) != 1 {
-		t.Fatalf("cancel not logged:\n%s", h.logs)
+	decided := h.logs.find(t, "request decided")
+	if len(decided) != 1 || decided[0]["state"] != string(approvals.StateCancelled) || decided[0]["actor"] != requester {
+		t.Fatalf("cancel not logged once as a decision:\n%s", h.logs)
 	}
 }
 

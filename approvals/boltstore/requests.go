@@ -23,6 +23,11 @@ type tx struct {
 	done     bool
 	// notified counts notices enqueued, so a commit knows to wake the deliverer.
 	notified int
+	// slots remembers the target/env of the stored requests Get decoded in
+	// this transaction, so Put's check that they did not change needs no
+	// second decode of the stored JSON (the writer is serial: every decode
+	// saved there is saved for every request waiting on the commit).
+	slots map[string]identity
 }
 
 var _ approvals.Tx = (*tx)(nil)
@@ -60,7 +65,14 @@ func (t *tx) Get(id string) (*approvals.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get request %s: %w", id, err)
 	}
-	return getRequest(reqs, id)
+	r, err := getRequest(reqs, id)
+	if err == nil && t.writable {
+		if t.slots == nil {
+			t.slots = map[string]identity{}
+		}
+		t.slots[id] = identity{Target: r.Target, Env: r.Env}
+	}
+	return r, err
 }
 
 func getRequest(reqs *bolt.Bucket, id string) (*approvals.Request, error) {
@@ -152,9 +164,11 @@ func (t *tx) put(r *approvals.Request, data []byte) error {
 	}
 	id := []byte(r.ID)
 	if old := reqs.Get(id); old != nil {
-		var prev identity
-		if err := json.Unmarshal(old, &prev); err != nil {
-			return fmt.Errorf("decode stored request: %w", err)
+		prev, known := t.slots[r.ID]
+		if !known {
+			if err := json.Unmarshal(old, &prev); err != nil {
+				return fmt.Errorf("decode stored request: %w", err)
+			}
 		}
 		// The index key is derived from target/env; letting them change would
 		// strand the old index entry and the slot with it.

@@ -118,6 +118,35 @@ func TestOneActiveDefence(t *testing.T) {
 	}
 }
 
+// TestPutAfterGetStillRefusesAMovedSlot: Put's target/env check uses what
+// Get decoded in the same transaction; changing them on the returned copy
+// is refused as it is without a Get.
+func TestPutAfterGetStillRefusesAMovedSlot(t *testing.T) {
+	for name, move := range map[string]func(r *approvals.Request){
+		"target": func(r *approvals.Request) { r.Target = "other" },
+		"env":    func(r *approvals.Request) { r.Env = "staging" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := openTemp(t)
+			put(t, s, newReq("held", "api", "prod", approvals.StatePending, t0()))
+			err := s.Update(context.Background(), func(tx approvals.Tx) error {
+				r, err := tx.Get("held")
+				if err != nil {
+					return err
+				}
+				move(r)
+				return tx.Put(r)
+			})
+			if err == nil || !strings.Contains(err.Error(), "cannot change") {
+				t.Fatalf("Update = %v, want the move refused", err)
+			}
+			if a := activeFor(t, s, "api", "prod"); a != "held" {
+				t.Errorf("ActiveFor = %q, want held", a)
+			}
+		})
+	}
+}
+
 // TestRefusedPutWritesNothing: every refused Put leaves the store as it was,
 // even if the caller ignores the error and commits.
 func TestRefusedPutWritesNothing(t *testing.T) {

@@ -336,7 +336,7 @@ func (s *Store) update(ctx context.Context, op string, mode errMode, fn func(*tx
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		t.btx, t.notified = btx, 0
+		t.btx, t.notified, t.slots = btx, 0, nil
 		fnErr = fn(t)
 		return fnErr
 	})
