@@ -25,9 +25,7 @@ import (
 	"github.com/aivo-platform/rotary/approvals"
 	"github.com/aivo-platform/rotary/bot/blocks"
 	"github.com/aivo-platform/rotary/bot/slackfake"
-	"github.com/aivo-platform/rotary/rotators/gsm"
 	"github.com/aivo-platform/rotary/rotators/kube/kubesim"
-	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
 const encryptionTarget = `
@@ -69,17 +67,25 @@ func (h *e2e) withTargets(t *testing.T, yaml string) {
 	}
 }
 
-func TestE2EEncryptionKey(t *testing.T) {
-	h := newE2E(t)
-	const oldKey = "6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b657921"
-	ctx := context.Background()
-	if _, err := h.cs.CoreV1().Secrets("aivo-prod").Create(ctx, &corev1.Secret{
+// oldEncryptionKey is the app-encryption Secret's key before a rotation.
+const oldEncryptionKey = "6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b657921"
+
+// withEncryption adds the encryption target and its Secret, holding oldEncryptionKey.
+func (h *e2e) withEncryption(t *testing.T) {
+	t.Helper()
+	if _, err := h.cs.CoreV1().Secrets("aivo-prod").Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "app-encryption", Namespace: "aivo-prod"},
-		Data:       map[string][]byte{"ENCRYPTION_KEY": []byte(oldKey)},
+		Data:       map[string][]byte{"ENCRYPTION_KEY": []byte(oldEncryptionKey)},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	h.withTargets(t, encryptionTarget)
+}
+
+func TestE2EEncryptionKey(t *testing.T) {
+	h := newE2E(t)
+	ctx := context.Background()
+	h.withEncryption(t)
 	h.start()
 	id, rootTS := h.open("encryption")
 	root, _ := h.slack.Message(requestChannel, rootTS)
@@ -94,7 +100,7 @@ func TestE2EEncryptionKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	newKey := string(s.Data["ENCRYPTION_KEY"])
-	if len(s.Data) != 1 || len(newKey) != 64 || newKey == oldKey {
+	if len(s.Data) != 1 || len(newKey) != 64 || newKey == oldEncryptionKey {
 		t.Fatalf("final Secret keys %v", keys(s.Data))
 	}
 	jobs, _ := h.cs.BatchV1().Jobs("aivo-prod").List(ctx, metav1.ListOptions{})
@@ -102,11 +108,11 @@ func TestE2EEncryptionKey(t *testing.T) {
 		t.Fatalf("migration jobs: %d", len(jobs.Items))
 	}
 	backup, err := h.cs.CoreV1().Secrets("aivo-prod").Get(ctx, "app-encryption-backup-"+strings.ToLower(id), metav1.GetOptions{})
-	if err != nil || string(backup.Data["ENCRYPTION_KEY"]) != oldKey {
+	if err != nil || string(backup.Data["ENCRYPTION_KEY"]) != oldEncryptionKey {
 		t.Fatalf("backup: %v", err)
 	}
 	h.stop()
-	h.assertNoLeak(oldKey, newKey)
+	h.assertNoLeak(oldEncryptionKey, newKey)
 }
 
 func keys(m map[string][]byte) []string {
@@ -174,18 +180,7 @@ func (h *e2e) withPostgres(t *testing.T, prefix, oldPassword string) pgTarget {
 	})
 	oldDSN := (&url.URL{Scheme: "postgresql", User: url.UserPassword(oldRole, oldPassword), Host: u.Host, Path: "/" + db, RawQuery: "sslmode=disable"}).String()
 
-	secretName := "projects/aivo-platform/secrets/aivo-prod-auth-database-url"
-	if err := h.gsm.CreateSecret(secretName); err != nil {
-		t.Fatal(err)
-	}
-	c, err := gsm.Dial(ctx, h.gsm.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AddVersion(ctx, secretName, secret.FromString(oldDSN)); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.Close()
+	h.seedSecret(t, "projects/aivo-platform/secrets/aivo-prod-auth-database-url", oldDSN)
 	if _, err := h.cs.AppsV1().Deployments("aivo-prod").Create(ctx, kubesim.NewDeployment("aivo-prod", "auth-svc", 1, map[string]string{"app": "auth-svc"}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

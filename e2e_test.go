@@ -176,17 +176,7 @@ func newE2E(t *testing.T) *e2e {
 		"projects/aivo-platform/secrets/aivo-prod-openai-api-key":    oldKeyValue,
 		"projects/aivo-platform/secrets/aivo-prod-stripe-secret-key": stripeOldValue,
 	} {
-		if err := h.gsm.CreateSecret(secretName); err != nil {
-			t.Fatal(err)
-		}
-		c, err := gsm.Dial(ctx, h.gsm.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.AddVersion(ctx, secretName, secret.FromString(value)); err != nil {
-			t.Fatal(err)
-		}
-		_ = c.Close()
+		h.seedSecret(t, secretName, value)
 	}
 
 	h.openai = apikeytest.NewOpenAI(apikeytest.OpenAIOptions{AdminKey: adminKey, ProjectID: openaiProject})
@@ -883,11 +873,12 @@ func TestE2EStripePasteAcrossRestart(t *testing.T) {
 	id, rootTS := h.open("stripe")
 	h.click(approver, blocks.ActionApprove, id)
 	ref := blocks.PromptRef(id, "paste_key")
-	// asked counts the thread's "needs you" replies; ready says whether the
-	// progress message offers the paste button.
+	// asked counts the thread's replies asking for the paste (not the later
+	// "revoked" confirmation); ready says whether the progress message
+	// offers the paste button.
 	asked := func() (n int, ready bool) {
 		for _, m := range h.slack.Thread(requestChannel, rootTS) {
-			if strings.Contains(m.Text, "needs you") {
+			if strings.Contains(m.Text, "needs you") && strings.Contains(m.Text, "paste it here") {
 				n++
 			}
 			ready = ready || strings.Contains(string(m.Blocks), ref)
@@ -930,6 +921,24 @@ func (h *e2e) pasteAndConfirmRevoked(t *testing.T, id, rootTS string, afterPaste
 	h.waitCalls("revoked button", func([]slackfake.Call) bool { return h.threadHas(rootTS, revoked) })
 	h.click(approver, blocks.ActionPrompt, revoked)
 	h.finished(id, rootTS, approvals.StateSucceeded)
+}
+
+// seedSecret creates a Secret Manager secret holding value as its first
+// version, through the real client as an operator's tooling would.
+func (h *e2e) seedSecret(t *testing.T, name, value string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := h.gsm.CreateSecret(name); err != nil {
+		t.Fatal(err)
+	}
+	c, err := gsm.Dial(ctx, h.gsm.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if _, err := c.AddVersion(ctx, name, secret.FromString(value)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func kubesimGet(h *e2e, name string) (*unstructured.Unstructured, error) {

@@ -23,7 +23,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/aivo-platform/rotary/approvals"
@@ -274,20 +273,13 @@ func (h *e2e) threadHas(rootTS, substr string) bool {
 }
 
 func leakEncryption(t *testing.T, h *e2e, scan *leakScan) []string {
-	const oldKey = "6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b65792d6f6c642d6b657921"
-	if _, err := h.cs.CoreV1().Secrets("aivo-prod").Create(context.Background(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "app-encryption", Namespace: "aivo-prod"},
-		Data:       map[string][]byte{"ENCRYPTION_KEY": []byte(oldKey)},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	h.withTargets(t, encryptionTarget)
+	h.withEncryption(t)
 	h.start()
 	id, rootTS := h.open("encryption")
 	h.click(approver, blocks.ActionApprove, id)
 	scan.scrape(t, h)
 	h.finished(id, rootTS, approvals.StateSucceeded)
-	return append(secretData(t, h, everyKey), oldKey)
+	return append(secretData(t, h, everyKey), oldEncryptionKey)
 }
 
 // leakJWT: the public key and key id are public; the private keys (new,
