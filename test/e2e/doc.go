@@ -19,6 +19,9 @@
 //     process, so scenarios run in parallel.
 //   - Waits are watches or the fakes' own notifications; nothing sleeps.
 //   - Crash/resume kills rotary with SIGKILL, either through its fault
-//     injection (ROTARY_FAULT_KILL_AFTER_STEP) or from the test while a
-//     rollout is visibly in progress, and restarts it on the same bbolt file.
+//     injection (ROTARY_FAULT_KILL_AFTER_STEP, after a forward or a rollback
+//     step) or from the test while a rollout is visibly in progress or a
+//     step waits for a person, and restarts it on the same bbolt file. The
+//     journal is then read back with `rotary audit export` where a check
+//     needs it (a rollback's steps each done once).
 package e2e

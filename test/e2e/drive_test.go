@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/aivo-platform/rotary/approvals"
 	"github.com/aivo-platform/rotary/bot/blocks"
 	"github.com/aivo-platform/rotary/bot/slackfake"
+	"github.com/aivo-platform/rotary/rotators/executor"
 )
 
 // fault says where a crash/resume case kills rotary: after a step's
@@ -38,6 +41,19 @@ func crashCases(steps []string, deployment string) []fault {
 		out = append(out, fault{afterStep: s})
 	}
 	return append(out, fault{midRollout: deployment})
+}
+
+// rollbackCrashCases is the crash matrix of a rotator's rollback: a
+// SIGKILL after each of its rollback steps, in a run whose forward steps
+// fail (the no-crash rollback is the kind's plain rollback scenario).
+// ROTARY_FAULT_KILL_AFTER_STEP fires for rollback steps as for forward
+// ones; a kind's rollback step names differ from its forward ones.
+func rollbackCrashCases(rollback []string) []fault {
+	out := make([]fault, 0, len(rollback))
+	for _, s := range rollback {
+		out = append(out, fault{afterStep: s})
+	}
+	return out
 }
 
 // button is a clickable element of a posted message.
@@ -153,4 +169,56 @@ func (w *world) crashAndResume(f fault, id, rootTS string) string {
 		w.t.Fatalf("rotary exited (%s) after the restart before %s ended\nlogs:\n%s", w.proc.exited(), id, w.logs.String())
 	}
 	return w.finished(id)
+}
+
+// assertRolledBackOnce checks, in the journal `rotary audit export` reads
+// after rotary stopped, that request id failed at forward step failed and
+// was rolled back exactly once across its kills: state rolled_back, one
+// resume per kill (each from the rollback phase), and every rollback step
+// done in a single attempt — a step whose completion was journaled before
+// a kill is never run again.
+func (w *world) assertRolledBackOnce(id, failed string, rollback []string) {
+	w.t.Helper()
+	rec := w.audit(id)
+	req, run := rec.Request, rec.Run
+	if req.State != approvals.StateRolledBack || run.Phase != executor.PhaseDone || run.Result != approvals.StateRolledBack {
+		w.t.Errorf("%s: request state %q, journal phase %q result %q; want %q, %q, %q",
+			id, req.State, run.Phase, run.Result, approvals.StateRolledBack, executor.PhaseDone, approvals.StateRolledBack)
+	}
+	if run.FailedStep != failed {
+		w.t.Errorf("%s: the rollback started after step %q failed; want %q", id, run.FailedStep, failed)
+	}
+	if run.Resumes != w.kills {
+		w.t.Errorf("%s: the run was resumed %d times after %d kill(s); want one resume per kill", id, run.Resumes, w.kills)
+	}
+	var got []string
+	for _, r := range run.Rollback {
+		got = append(got, fmt.Sprintf("%s:%s×%d", r.Name, r.Status, r.Attempts))
+	}
+	want := make([]string, 0, len(rollback))
+	for _, s := range rollback {
+		want = append(want, fmt.Sprintf("%s:%s×1", s, executor.StepDone))
+	}
+	if !slices.Equal(got, want) {
+		w.t.Errorf("%s: rollback steps %v; want %v (each done, in one attempt)", id, got, want)
+	}
+	if w.kills > 0 && w.resumedIn(executor.PhaseRollback) != w.kills {
+		w.t.Errorf("%s: %d resume(s) from the rollback phase logged after %d kill(s)\nlogs:\n%s", id, w.resumedIn(executor.PhaseRollback), w.kills, w.logs.String())
+	}
+}
+
+// resumedIn counts the "resuming rotation" lines rotary logged for a run
+// picked up in phase p after a restart.
+func (w *world) resumedIn(p executor.Phase) int {
+	n := 0
+	for line := range strings.Lines(w.logs.String()) {
+		var rec struct {
+			Msg   string `json:"msg"`
+			Phase string `json:"phase"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "resuming rotation" && rec.Phase == string(p) {
+			n++
+		}
+	}
+	return n
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,7 +33,17 @@ func TestE2E(t *testing.T) {
 		}
 		t.Run("failed_rollout_rolls_back", func(t *testing.T) {
 			t.Parallel()
-			testAPIKeyFailedRollout(t, s)
+			testAPIKeyFailedRollout(t, s, fault{})
+		})
+		for _, f := range rollbackCrashCases(apikeyRollbackSteps()) {
+			t.Run("failed_rollout_"+f.name(), func(t *testing.T) {
+				t.Parallel()
+				testAPIKeyFailedRollout(t, s, f)
+			})
+		}
+		t.Run("manual_kill_while_waiting_for_paste", func(t *testing.T) {
+			t.Parallel()
+			testAPIKeyManualPasteAfterKill(t, s)
 		})
 	})
 	t.Run("encryption", func(t *testing.T) {
@@ -44,8 +55,14 @@ func TestE2E(t *testing.T) {
 		}
 		t.Run("failed_migration_rolls_back", func(t *testing.T) {
 			t.Parallel()
-			testEncryptionFailedMigration(t, s)
+			testEncryptionFailedMigration(t, s, fault{})
 		})
+		for _, f := range rollbackCrashCases(encryptionRollbackSteps()) {
+			t.Run("failed_migration_"+f.name(), func(t *testing.T) {
+				t.Parallel()
+				testEncryptionFailedMigration(t, s, f)
+			})
+		}
 	})
 	t.Run("jwt", func(t *testing.T) {
 		for _, f := range crashCases(jwtSteps(), jwtDeployment) {
@@ -91,6 +108,14 @@ const (
 
 func apikeySteps() []string {
 	return []string{apikey.StepNewKey, apikey.StepStoreVersion, apikey.StepSync, apikey.StepRestart, apikey.StepVerify, apikey.StepRevoke}
+}
+
+// defaultProgressDeadline is a Deployment's default
+// spec.progressDeadlineSeconds.
+const defaultProgressDeadline = 600
+
+func apikeyRollbackSteps() []string {
+	return []string{apikey.StepRestoreVersion, apikey.StepRollbackSync, apikey.StepRollbackRestart, apikey.StepRevokeNewKey}
 }
 
 type apikeyWorld struct {
@@ -172,9 +197,19 @@ func testAPIKey(t *testing.T, s *suite, f fault) {
 // pod-failure stage), the rollout exceeds its progress deadline and the
 // rotation rolls back: the previous value is restored and synced, the
 // deployment rolled again (healthy: the test "fixes the app" when the
-// rollback's sync arrives), and the new key revoked.
-func testAPIKeyFailedRollout(t *testing.T, s *suite) {
-	w := newAPIKeyWorld(t, s, "apikey-bad-rollout", deploymentSpec{marker: markerFailOnRestart, progressDeadline: 3})
+// rollback's sync arrives), and the new key revoked. Under fault f (a
+// rollback step) rotary is SIGKILLed after that rollback step and
+// restarted: the rollback resumes from its journal and does each of its
+// steps exactly once.
+func testAPIKeyFailedRollout(t *testing.T, s *suite, f fault) {
+	name := "apikey-bad-rollout"
+	if f.afterStep != "" {
+		if slices.Contains(apikeySteps(), f.afterStep) {
+			t.Fatalf("rollback step %q is also a forward step: the fault would fire in the forward run", f.afterStep)
+		}
+		name = "apikey-rb-" + f.name()
+	}
+	w := newAPIKeyWorld(t, s, name, deploymentSpec{marker: markerFailOnRestart, progressDeadline: 3})
 	// Sync 1 was the initial one, 2 the rotation's, 3 the rollback's.
 	const rollbackSync = 3
 	healed := make(chan struct{})
@@ -183,28 +218,46 @@ func testAPIKeyFailedRollout(t *testing.T, s *suite) {
 			return
 		}
 		defer close(healed)
-		patch := fmt.Sprintf(`[{"op":"remove","path":"/spec/template/metadata/labels/%s"}]`, strings.ReplaceAll(markerFailOnRestart, "/", "~1"))
+		// The fixed app rolls out normally: no failure stage, and the
+		// default progress deadline, so a slow rollback restart on a busy
+		// machine is not cut off at 3 s.
+		patch := fmt.Sprintf(`[{"op":"remove","path":"/spec/template/metadata/labels/%s"},{"op":"replace","path":"/spec/progressDeadlineSeconds","value":%d}]`,
+			strings.ReplaceAll(markerFailOnRestart, "/", "~1"), defaultProgressDeadline)
 		if _, err := w.s.cs.AppsV1().Deployments(w.ns).Patch(ctx, apikeyDeployment, types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			t.Errorf("healing %s: %v", apikeyDeployment, err)
 		}
 	})
-	w.startRotary("")
+	w.startRotary(f.afterStep)
 	id, rootTS := w.approve("openai")
-	w.expectOutcome(id, outcomeRolledBack)
+	if got := w.crashAndResume(f, id, rootTS); got != outcomeRolledBack {
+		t.Fatalf("%s ended %q, want %q\nlogs:\n%s", id, got, outcomeRolledBack, w.logs.String())
+	}
 	select {
 	case <-healed:
 	default:
 		t.Fatal("the rollback never force-synced the ExternalSecret")
 	}
 
+	// Secret Manager: the original, the rotation's (disabled), and the
+	// previous value restored exactly once as the newest enabled version.
 	vs := w.gsmVersions(apikeyGSMID)
-	latest := vs[len(vs)-1]
-	if string(latest.Payload) != openaiOldKey || latest.State != gsmfake.StateEnabled {
-		t.Fatalf("newest Secret Manager version after the rollback is not the old key (versions %s)", versionStates(vs))
+	issued := w.openai.IssuedKeys()
+	if len(vs) != 3 || len(issued) != 1 ||
+		string(vs[0].Payload) != openaiOldKey || vs[0].State != gsmfake.StateEnabled ||
+		string(vs[1].Payload) != issued[0] || vs[1].State != gsmfake.StateDisabled ||
+		string(vs[2].Payload) != openaiOldKey || vs[2].State != gsmfake.StateEnabled {
+		t.Fatalf("Secret Manager versions after the rollback: %s, %d provider key(s) issued; want [ENABLED(old) DISABLED(new) ENABLED(old restored once)] and one key",
+			versionStates(vs), len(issued))
 	}
+	// The ExternalSecret: synced once by the rotation and once by the
+	// rollback, never again by a resumed step.
 	if got := w.secretData("external-services")["OPENAI_API_KEY"]; got != openaiOldKey {
 		t.Fatal("Secret external-services does not hold the old key after the rollback")
 	}
+	if n := w.eso.syncCount("external-services"); n != rollbackSync {
+		t.Errorf("ExternalSecret external-services synced %d times; want %d (initial, rotation, rollback)", n, rollbackSync)
+	}
+	// The provider: the new key revoked, the key in use before kept.
 	if accts := w.openai.ServiceAccounts(); len(accts) != 1 || accts[0].Name != earlierAccount {
 		t.Fatalf("service accounts after the rollback: %+v; want only %s", accts, earlierAccount)
 	}
@@ -212,7 +265,8 @@ func testAPIKeyFailedRollout(t *testing.T, s *suite) {
 	w.assertRolled(apikeyDeployment, 2, 1)
 	w.assertSlackOnce(id, rootTS)
 	w.stopRotary()
-	w.assertNoLeak(append(w.openai.IssuedKeys(), openaiOldKey, openaiAdminKey)...)
+	w.assertRolledBackOnce(id, apikey.StepRestart, apikeyRollbackSteps())
+	w.assertNoLeak(append(issued, openaiOldKey, openaiAdminKey)...)
 }
 
 func versionStates(vs []gsmfake.Version) string {

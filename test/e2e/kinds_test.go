@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -111,15 +112,34 @@ func testEncryption(t *testing.T, s *suite, f fault) {
 	w.assertNoLeak(encryptionOldKey, newKey)
 }
 
+func encryptionRollbackSteps() []string {
+	return []string{encryption.StepRestoreSecret, encryption.StepRollbackRestart}
+}
+
 // testEncryptionFailedMigration: the migration Job fails, so the Secret is
 // restored from the backup exactly and the deployment restarted on it.
-func testEncryptionFailedMigration(t *testing.T, s *suite) {
-	w := newEncryptionWorld(t, s, "enc-bad-migration", deploymentSpec{}, markerJobFails)
-	w.startRotary("")
+// Under fault f (a rollback step) rotary is SIGKILLed after that rollback
+// step and restarted: the rollback resumes and does each step once.
+func testEncryptionFailedMigration(t *testing.T, s *suite, f fault) {
+	name := "enc-bad-migration"
+	if f.afterStep != "" {
+		if slices.Contains(encryptionSteps(), f.afterStep) {
+			t.Fatalf("rollback step %q is also a forward step: the fault would fire in the forward run", f.afterStep)
+		}
+		name = "enc-rb-" + f.name()
+	}
+	w := newEncryptionWorld(t, s, name, deploymentSpec{}, markerJobFails)
+	w.startRotary(f.afterStep)
 	id, rootTS := w.approve("encryption")
-	w.expectOutcome(id, outcomeRolledBack)
+	if got := w.crashAndResume(f, id, rootTS); got != outcomeRolledBack {
+		t.Fatalf("%s ended %q, want %q\nlogs:\n%s", id, got, outcomeRolledBack, w.logs.String())
+	}
 	if data := w.secretData(encryptionSecret); len(data) != 1 || data["ENCRYPTION_KEY"] != encryptionOldKey {
 		t.Fatalf("Secret %s after the rollback has keys %v; want exactly the old ENCRYPTION_KEY", encryptionSecret, keysOf(data))
+	}
+	backup := w.secretData(kube.BackupName(encryptionSecret, id))
+	if len(backup) != 1 || backup["ENCRYPTION_KEY"] != encryptionOldKey {
+		t.Fatalf("the backup Secret has keys %v after the rollback; want exactly the old ENCRYPTION_KEY", keysOf(backup))
 	}
 	jobs := w.jobsOf(id)
 	if len(jobs) != 1 || jobSucceeded(&jobs[0]) {
@@ -129,6 +149,7 @@ func testEncryptionFailedMigration(t *testing.T, s *suite) {
 	w.assertRolled(encryptionDeployment, 2, 0)
 	w.assertSlackOnce(id, rootTS)
 	w.stopRotary()
+	w.assertRolledBackOnce(id, encryption.StepMigrate, encryptionRollbackSteps())
 	w.assertNoLeak(encryptionOldKey)
 }
 

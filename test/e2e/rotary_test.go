@@ -23,8 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aivo-platform/rotary/approvals"
 	"github.com/aivo-platform/rotary/bot/blocks"
 	"github.com/aivo-platform/rotary/bot/slackfake"
+	"github.com/aivo-platform/rotary/rotators/executor"
 )
 
 // Slack identities and channels of every scenario.
@@ -45,6 +47,9 @@ const (
 	stopTimeout = 40 * time.Second
 	// requestTimeout bounds one signed POST to rotary.
 	requestTimeout = 10 * time.Second
+	// auditTimeout bounds one `rotary audit export` (a process start and a
+	// read of the state file).
+	auditTimeout = 30 * time.Second
 )
 
 // The log line rotary writes once it listens, and the request IDs it makes.
@@ -92,10 +97,9 @@ func (p *rotaryProc) killedBySIGKILL() bool {
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
-// startRotary starts rotary on the world's config and state file. A
+// rotaryEnv is the environment of every rotary process of the world. A
 // non-empty faultStep makes it SIGKILL itself after that step is journaled.
-func (w *world) startRotary(faultStep string) *rotaryProc {
-	w.t.Helper()
+func (w *world) rotaryEnv(faultStep string) []string {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + w.dir,
@@ -112,8 +116,15 @@ func (w *world) startRotary(faultStep string) *rotaryProc {
 	if faultStep != "" {
 		env = append(env, "ROTARY_FAULT_KILL_AFTER_STEP="+faultStep)
 	}
+	return env
+}
+
+// startRotary starts rotary on the world's config and state file. A
+// non-empty faultStep makes it SIGKILL itself after that step is journaled.
+func (w *world) startRotary(faultStep string) *rotaryProc {
+	w.t.Helper()
 	cmd := exec.Command(w.s.bin, "serve", "--config", w.cfgPath)
-	cmd.Env = env
+	cmd.Env = w.rotaryEnv(faultStep)
 	cmd.Dir = w.dir
 	cmd.Stdout = w.logs
 	stderr, err := cmd.StderrPipe()
@@ -279,6 +290,64 @@ func (w *world) click(user, actionID, value string) {
 	}
 }
 
+// openedModal is a modal rotary opened with views.open, as the submission
+// of it names it.
+type openedModal struct {
+	viewID, callbackID, privateMetadata string
+}
+
+// clickOpens sends a signed click like click and reports the modal rotary
+// opened for it, if any. rotary opens a modal on the click's ack path (the
+// trigger expires in 3 s), so when the click's answer arrives the
+// views.open call is already recorded: no wait is needed.
+func (w *world) clickOpens(user, actionID, value string) (openedModal, bool) {
+	w.t.Helper()
+	before := len(w.slack.CallsTo("views.open"))
+	w.click(user, actionID, value)
+	opened := w.slack.CallsTo("views.open")
+	if len(opened) == before {
+		return openedModal{}, false
+	}
+	c := opened[len(opened)-1]
+	if c.Failed || c.TriggerID != fmt.Sprintf("trig-%d", w.triggers) {
+		w.t.Fatalf("views.open after click %s: failed=%v trigger %q, want trig-%d", actionID, c.Failed, c.TriggerID, w.triggers)
+	}
+	var v struct {
+		CallbackID      string `json:"callback_id"`
+		PrivateMetadata string `json:"private_metadata"`
+	}
+	if err := json.Unmarshal(c.View, &v); err != nil {
+		w.t.Fatalf("views.open view: %v", err)
+	}
+	return openedModal{viewID: c.ViewID, callbackID: v.CallbackID, privateMetadata: v.PrivateMetadata}, true
+}
+
+// submit sends a signed view_submission of modal m with one plain-text
+// input value (block and action IDs as the modal names them) and returns
+// rotary's answer body: empty when it accepted the submission, a
+// response_action "errors" document when it refused it.
+func (w *world) submit(user string, m openedModal, block, action, value string) string {
+	w.t.Helper()
+	w.triggers++
+	p, _ := json.Marshal(map[string]any{
+		"type":       "view_submission",
+		"team":       map[string]any{"id": slackfake.TeamID},
+		"user":       map[string]any{"id": user},
+		"trigger_id": fmt.Sprintf("trig-%d", w.triggers),
+		"view": map[string]any{
+			"id": m.viewID, "type": "modal", "callback_id": m.callbackID, "private_metadata": m.privateMetadata,
+			"state": map[string]any{"values": map[string]any{
+				block: map[string]any{action: map[string]any{"type": "plain_text_input", "value": value}},
+			}},
+		},
+	})
+	code, body := w.post("/slack/interactions", url.Values{"payload": {string(p)}}.Encode())
+	if code != http.StatusOK {
+		w.t.Fatalf("view_submission %s: HTTP %d %s", m.callbackID, code, body)
+	}
+	return body
+}
+
 // waitCalls waits until pred holds over the recorded Slack calls.
 func (w *world) waitCalls(what string, pred func([]slackfake.Call) bool) {
 	w.t.Helper()
@@ -440,11 +509,12 @@ func (w *world) assertSlackOnce(id, rootTS string) {
 			extra += n - 1
 		}
 	}
-	if extra > w.kills {
-		w.t.Errorf("%s: %d repeated Slack messages after %d kill(s) (at most one per kill): %d start and %d end announcements; thread repeats %q",
-			id, extra, w.kills, starts, len(ends), repeated)
+	if extra > w.kills+w.reasks {
+		w.t.Errorf("%s: %d repeated Slack messages after %d kill(s) and %d re-asked prompt(s) (at most one per kill and one per re-ask): %d start and %d end announcements; thread repeats %q",
+			id, extra, w.kills, w.reasks, starts, len(ends), repeated)
 	} else if extra > 0 {
-		w.t.Logf("%s: %d message(s) repeated by a kill mid-delivery (allowed, one per kill): %q", id, extra, repeated)
+		w.t.Logf("%s: %d message(s) repeated by a kill mid-delivery or a prompt re-asked after a restart (allowed: %d kill(s), %d re-ask(s)): %q",
+			id, extra, w.kills, w.reasks, repeated)
 	}
 	root, ok := w.slack.Message(requestChannel, rootTS)
 	if !ok || strings.Contains(string(root.Blocks), blocks.ActionApprove) {
@@ -502,6 +572,38 @@ func (w *world) assertNoLeak(values ...string) {
 			}
 		}
 	}
+}
+
+// auditRecord is what `rotary audit export` prints: the request and the
+// executor's journal of its run.
+type auditRecord struct {
+	Request *approvals.Request `json:"request"`
+	Run     *executor.Run      `json:"run"`
+}
+
+// audit reads request id's record from the state file with the shipped
+// `rotary audit export` (rotary must be stopped: a running bot holds the
+// file, and the suite turns its admin listener off).
+func (w *world) audit(id string) auditRecord {
+	w.t.Helper()
+	if w.proc != nil {
+		w.t.Fatal("audit: stop rotary first")
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, auditTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, w.s.bin, "audit", "export", id, "--config", w.cfgPath)
+	cmd.Env, cmd.Dir = w.rotaryEnv(""), w.dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		w.t.Fatalf("rotary audit export %s: %v\n%s", id, err, stderr.String())
+	}
+	var rec auditRecord
+	if err := json.Unmarshal(out, &rec); err != nil || rec.Request == nil || rec.Run == nil {
+		w.t.Fatalf("rotary audit export %s: not a request with its journal (%v):\n%s", id, err, out)
+	}
+	return rec
 }
 
 // errNotKilled is returned by waitFaultKill when the rotation ended

@@ -61,6 +61,9 @@ type world struct {
 	// one Slack message that was being posted at that instant (see
 	// assertSlackOnce).
 	kills int
+	// reasks counts prompts rotary asked again after a restart, as it is
+	// meant to: each posts its "input needed" reply once more.
+	reasks int
 }
 
 // newWorld prepares a scenario. name becomes part of the namespace.
