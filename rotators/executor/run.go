@@ -116,7 +116,12 @@ func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, err
 			return secret.Value{}, s.unprompt(ctx, fmt.Errorf("nobody answered %q: %w", p.Label, context.DeadlineExceeded))
 		}
 		e.mu.Unlock()
-		// Started without an answer (a missed wake-up): keep waiting, without asking twice.
+		// Started without an answer (a missed wake-up): keep waiting without
+		// asking twice, but journal the prompt again (reloading the run for
+		// this attempt cleared it), so the progress message keeps its button.
+		if err := s.journalPrompt(ctx, p); err != nil {
+			return secret.Value{}, err
+		}
 		return secret.Value{}, errParked
 	}
 	w := &waiter{prompt: p, req: s.x.req, answer: make(chan secret.Value, 1), parked: p.Park && s.x.canPark}
@@ -127,13 +132,7 @@ func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, err
 	e.prompts[id] = w
 	e.mu.Unlock()
 
-	s.x.journalMu.Lock()
-	s.x.run.Prompt = &PromptRecord{ID: p.ID, Step: s.step, Label: p.Label, Secret: p.Secret, Audience: string(p.Audience), Button: p.Button}
-	if rec := s.record(); rec != nil {
-		rec.Status = StepWaiting
-	}
-	s.x.journalMu.Unlock()
-	if err := s.x.save(ctx, progress(id),
+	if err := s.journalPrompt(ctx, p,
 		approvals.Notice{Kind: approvals.NoticeReply, RequestID: id, Event: EventInputNeeded, Step: s.step, Prompt: p.ID}); err != nil {
 		e.dropPrompt(id, w)
 		return secret.Value{}, err
@@ -153,6 +152,18 @@ func (s *stepRun) Ask(ctx context.Context, p rotators.Prompt) (secret.Value, err
 		err = fmt.Errorf("nobody answered %q: %w", p.Label, ctx.Err())
 	}
 	return v, s.unprompt(ctx, err)
+}
+
+// journalPrompt records that the step waits for p, with a progress notice
+// (which shows the prompt's button) and the given notices.
+func (s *stepRun) journalPrompt(ctx context.Context, p rotators.Prompt, notices ...approvals.Notice) error {
+	s.x.journalMu.Lock()
+	s.x.run.Prompt = &PromptRecord{ID: p.ID, Step: s.step, Label: p.Label, Secret: p.Secret, Audience: string(p.Audience), Button: p.Button}
+	if rec := s.record(); rec != nil {
+		rec.Status = StepWaiting
+	}
+	s.x.journalMu.Unlock()
+	return s.x.save(ctx, append([]approvals.Notice{progress(s.x.req.ID)}, notices...)...)
 }
 
 // unprompt journals that the step no longer waits for a person; it returns
