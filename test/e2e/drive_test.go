@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"testing"
 
 	"github.com/aivo-platform/rotary/approvals"
 	"github.com/aivo-platform/rotary/bot/blocks"
@@ -221,4 +222,18 @@ func (w *world) resumedIn(p executor.Phase) int {
 		}
 	}
 	return n
+}
+
+// rollbackScenarioName names a failed-run scenario: base without a fault,
+// prefix and the fault's name with one. The fault must name a rollback
+// step: on a forward step it would fire in the forward run instead.
+func rollbackScenarioName(t *testing.T, base, prefix string, forwardSteps []string, f fault) string {
+	t.Helper()
+	if f.afterStep == "" {
+		return base
+	}
+	if slices.Contains(forwardSteps, f.afterStep) {
+		t.Fatalf("rollback step %q is also a forward step: the fault would fire in the forward run", f.afterStep)
+	}
+	return prefix + f.name()
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 
@@ -202,13 +201,7 @@ func testAPIKey(t *testing.T, s *suite, f fault) {
 // restarted: the rollback resumes from its journal and does each of its
 // steps exactly once.
 func testAPIKeyFailedRollout(t *testing.T, s *suite, f fault) {
-	name := "apikey-bad-rollout"
-	if f.afterStep != "" {
-		if slices.Contains(apikeySteps(), f.afterStep) {
-			t.Fatalf("rollback step %q is also a forward step: the fault would fire in the forward run", f.afterStep)
-		}
-		name = "apikey-rb-" + f.name()
-	}
+	name := rollbackScenarioName(t, "apikey-bad-rollout", "apikey-rb-", apikeySteps(), f)
 	w := newAPIKeyWorld(t, s, name, deploymentSpec{marker: markerFailOnRestart, progressDeadline: 3})
 	// Sync 1 was the initial one, 2 the rotation's, 3 the rollback's.
 	const rollbackSync = 3

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -121,13 +120,7 @@ func encryptionRollbackSteps() []string {
 // Under fault f (a rollback step) rotary is SIGKILLed after that rollback
 // step and restarted: the rollback resumes and does each step once.
 func testEncryptionFailedMigration(t *testing.T, s *suite, f fault) {
-	name := "enc-bad-migration"
-	if f.afterStep != "" {
-		if slices.Contains(encryptionSteps(), f.afterStep) {
-			t.Fatalf("rollback step %q is also a forward step: the fault would fire in the forward run", f.afterStep)
-		}
-		name = "enc-rb-" + f.name()
-	}
+	name := rollbackScenarioName(t, "enc-bad-migration", "enc-rb-", encryptionSteps(), f)
 	w := newEncryptionWorld(t, s, name, deploymentSpec{}, markerJobFails)
 	w.startRotary(f.afterStep)
 	id, rootTS := w.approve("encryption")
