@@ -93,7 +93,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/kube"
-	"github.com/aivo-platform/rotary/rotators/secret"
+	"github.com/aivo-platform/rotary/rotators/kubesteps"
 )
 
 // KindName is the `kind:` value of targets this package handles.
@@ -101,15 +101,7 @@ const KindName = "encryption"
 
 // Cluster is what the kind needs of Kubernetes (*kube.Client satisfies it).
 type Cluster interface {
-	// BackupSecret copies Secret ns/name to an immutable backup named after
-	// requestID and returns its name; a repeat returns the same backup unchanged.
-	BackupSecret(ctx context.Context, ns, name, requestID string) (string, error)
-	// SecretData reads Secret ns/name's keys (a missing key is not in the map).
-	SecretData(ctx context.Context, ns, name string) (map[string]secret.Value, error)
-	// UpdateSecretData sets and removes keys; a no-op when nothing changes.
-	UpdateSecretData(ctx context.Context, ns, name string, set map[string]secret.Value, remove []string) error
-	// RestoreSecret replaces ns/name's data with the backup's, exactly.
-	RestoreSecret(ctx context.Context, ns, name, backupName string) error
+	kubesteps.SecretStore
 	// CreateJob creates job; an existing Job of the same request is success.
 	CreateJob(ctx context.Context, ns string, job *batchv1.Job) error
 	// WaitJob waits for Complete (nil) or Failed (an error wrapping kube.ErrJobFailed).

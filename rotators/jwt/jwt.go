@@ -96,6 +96,7 @@ import (
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/gsm"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/kubesteps"
 	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
@@ -104,15 +105,7 @@ const KindName = "jwt"
 
 // Cluster is what the kind needs of Kubernetes (*kube.Client satisfies it).
 type Cluster interface {
-	// BackupSecret copies Secret ns/name to an immutable backup named after
-	// requestID and returns its name; a repeat returns the same backup unchanged.
-	BackupSecret(ctx context.Context, ns, name, requestID string) (string, error)
-	// SecretData reads Secret ns/name's keys (a missing key is not in the map).
-	SecretData(ctx context.Context, ns, name string) (map[string]secret.Value, error)
-	// UpdateSecretData sets and removes keys; a no-op when nothing changes.
-	UpdateSecretData(ctx context.Context, ns, name string, set map[string]secret.Value, remove []string) error
-	// RestoreSecret replaces ns/name's data with the backup's, exactly.
-	RestoreSecret(ctx context.Context, ns, name, backupName string) error
+	kubesteps.SecretStore
 	RestartDeployment(ctx context.Context, ns, name string, at time.Time) error
 	WaitRollout(ctx context.Context, ns, name string, progress func(msg string)) error
 	// ForceSyncExternalSecret fails with errors.Is(err, kube.ErrRefreshDisabled)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/kube"
+	"github.com/aivo-platform/rotary/rotators/secret"
 )
 
 // maxStampWait bounds the wait for a stamp's second to begin.
@@ -49,10 +50,26 @@ type Restarter interface {
 	RolloutWaiter
 }
 
+// SecretStore is what the kinds that edit a Kubernetes Secret in place
+// (backup first, restore on rollback) need of it; each such kind's Cluster
+// embeds it and adds what else it uses.
+type SecretStore interface {
+	// BackupSecret copies Secret ns/name to an immutable backup named after
+	// requestID and returns its name; a repeat returns the same backup unchanged.
+	BackupSecret(ctx context.Context, ns, name, requestID string) (string, error)
+	// SecretData reads Secret ns/name's keys (a missing key is not in the map).
+	SecretData(ctx context.Context, ns, name string) (map[string]secret.Value, error)
+	// UpdateSecretData sets and removes keys; a no-op when nothing changes.
+	UpdateSecretData(ctx context.Context, ns, name string, set map[string]secret.Value, remove []string) error
+	// RestoreSecret replaces ns/name's data with the backup's, exactly.
+	RestoreSecret(ctx context.Context, ns, name, backupName string) error
+}
+
 // The adapter must keep satisfying the interfaces above.
 var (
-	_ Syncer    = (*kube.Client)(nil)
-	_ Restarter = (*kube.Client)(nil)
+	_ Syncer      = (*kube.Client)(nil)
+	_ Restarter   = (*kube.Client)(nil)
+	_ SecretStore = (*kube.Client)(nil)
 )
 
 // errNoCluster: a kind built without a Kubernetes client (configuration

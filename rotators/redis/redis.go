@@ -99,7 +99,7 @@ import (
 
 	"github.com/aivo-platform/rotary/rotators"
 	"github.com/aivo-platform/rotary/rotators/kube"
-	"github.com/aivo-platform/rotary/rotators/secret"
+	"github.com/aivo-platform/rotary/rotators/kubesteps"
 )
 
 // KindName is the `kind:` value of targets this package handles.
@@ -107,15 +107,7 @@ const KindName = "redis"
 
 // Cluster is what the kind needs of Kubernetes (*kube.Client provides it).
 type Cluster interface {
-	// BackupSecret copies Secret ns/name to a new Secret for requestID and
-	// returns its name; a repeat returns the same backup, unchanged.
-	BackupSecret(ctx context.Context, ns, name, requestID string) (string, error)
-	// SecretData reads the keys of Secret ns/name (a missing key is not in the map).
-	SecretData(ctx context.Context, ns, name string) (map[string]secret.Value, error)
-	// UpdateSecretData sets keys in set and deletes keys in remove; a no-op when nothing changes.
-	UpdateSecretData(ctx context.Context, ns, name string, set map[string]secret.Value, remove []string) error
-	// RestoreSecret replaces Secret ns/name's data with the backup's, exactly.
-	RestoreSecret(ctx context.Context, ns, name, backupName string) error
+	kubesteps.SecretStore
 	RestartDeployment(ctx context.Context, ns, name string, at time.Time) error
 	WaitRollout(ctx context.Context, ns, name string, progress func(msg string)) error
 }
